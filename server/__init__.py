@@ -1,0 +1,1 @@
+"""The aigen gateway server (grpc.aio)."""
