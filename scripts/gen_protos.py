@@ -42,9 +42,7 @@ def main() -> None:
     GEN_DIR.mkdir(exist_ok=True)
     if "--descriptor-only" not in sys.argv:
         shutil.rmtree(GEN_DIR / "aigen", ignore_errors=True)
-        run_protoc(
-            [f"--python_out={GEN_DIR}", f"--pyi_out={GEN_DIR}", f"--grpc_python_out={GEN_DIR}", *sources]
-        )
+        run_protoc([f"--python_out={GEN_DIR}", f"--pyi_out={GEN_DIR}", f"--grpc_python_out={GEN_DIR}", *sources])
     run_protoc(
         [
             "--include_imports",

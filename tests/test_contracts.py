@@ -162,9 +162,7 @@ def test_reference_images_accept_all_three_forms_in_one_array() -> None:
         "data:image/jpeg;base64,/9j/4AAQ",
         {"data": "/9j/4AAQ", "mimeType": "image/jpeg"},
     ]
-    message = json_format.Parse(
-        json.dumps({"prompt": "p", "referenceImages": forms}), gen_pb2.GenerateRequest()
-    )
+    message = json_format.Parse(json.dumps({"prompt": "p", "referenceImages": forms}), gen_pb2.GenerateRequest())
     values = [json_format.MessageToDict(v) for v in message.reference_images]
     assert values == forms
 

@@ -1,0 +1,116 @@
+"""Server settings from environment variables and an optional TOML file (pydantic-settings).
+
+Gateway settings use the AIGEN_ prefix (AIGEN_GRPC_PORT, AIGEN_DATA_DIR, ...); provider
+credentials and base URLs use each vendor's own variable names (GEMINI_API_KEY,
+OPENAI_BASE_URL, ...). AIGEN_CONFIG_FILE points at an optional TOML file; environment
+variables win over it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MiB = 1024 * 1024
+
+
+class ChainEntry(BaseModel):
+    """One provider/model pair of a fallback chain."""
+
+    provider: str
+    model: str
+
+
+DEFAULT_CHAIN = [
+    ChainEntry(provider="gemini", model="nano-banana-pro"),
+    ChainEntry(provider="replicate", model="flux-pro"),
+    ChainEntry(provider="gemini", model="nano-banana"),
+    ChainEntry(provider="replicate", model="recraft"),
+    ChainEntry(provider="replicate", model="ideogram"),
+    ChainEntry(provider="replicate", model="flux-dev"),
+]
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the gateway."""
+
+    model_config = SettingsConfigDict(env_prefix="AIGEN_", extra="ignore", populate_by_name=True)
+
+    # Network and storage.
+    host: str = "127.0.0.1"
+    grpc_port: int = 19002
+    http_port: int = 19001
+    admin_port: int = 0  # Envoy admin; 0 picks a free port
+    data_dir: Path = Path("data")
+
+    # Defaults and the fallback chain (API.md).
+    default_provider: str = "gemini"
+    default_model: str = "nano-banana"
+    fallback_chain: list[ChainEntry] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
+    # Append the keyless local renderer to every chain: "auto" does so only when no
+    # remote provider has credentials, so a fresh machine still returns images.
+    local_fallback: Literal["auto", "always", "never"] = "auto"
+
+    # Limits (APP-API: prompts of at most 4,000 characters, 120 s per generation).
+    generation_timeout_s: float = 120.0
+    model_timeouts_s: dict[str, float] = Field(default_factory=dict)  # "provider/model" -> s
+    max_prompt_chars: int = 4000
+    max_reference_images: int = 14
+    max_image_bytes: int = 20 * MiB
+    max_image_pixels: int = 40_000_000
+    max_message_bytes: int = 200 * MiB
+    grace_period_s: float = 30.0
+
+    # Engine: retries and cooldown of failing provider/model pairs.
+    retry_attempts: int = 2
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 8.0
+    cooldown_failures: int = 3
+    cooldown_s: float = 60.0
+
+    # Provider credentials and endpoints, under the vendors' own variable names.
+    gemini_api_key: str = Field("", validation_alias=_env("GEMINI_API_KEY", "AIGEN_GEMINI_API_KEY"))
+    gemini_base_url: str = Field("", validation_alias=_env("GOOGLE_GEMINI_BASE_URL", "AIGEN_GEMINI_BASE_URL"))
+    replicate_api_token: str = Field("", validation_alias=_env("REPLICATE_API_TOKEN", "AIGEN_REPLICATE_API_TOKEN"))
+    replicate_base_url: str = Field("", validation_alias=_env("REPLICATE_BASE_URL", "AIGEN_REPLICATE_BASE_URL"))
+    openai_api_key: str = Field("", validation_alias=_env("OPENAI_API_KEY", "AIGEN_OPENAI_API_KEY"))
+    openai_base_url: str = Field("", validation_alias=_env("OPENAI_BASE_URL", "AIGEN_OPENAI_BASE_URL"))
+    bfl_api_key: str = Field("", validation_alias=_env("BFL_API_KEY", "AIGEN_BFL_API_KEY"))
+    bfl_base_url: str = Field("https://api.bfl.ai", validation_alias=_env("BFL_BASE_URL", "AIGEN_BFL_BASE_URL"))
+    # Provider model ids by short name, e.g. {"gpt-image": "gpt-image-1.5"}; ids change often.
+    model_ids: dict[str, str] = Field(default_factory=dict)
+    # Max bytes downloaded for one provider output image.
+    max_download_bytes: int = 64 * MiB
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init values, then environment, then the TOML file named by AIGEN_CONFIG_FILE."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("AIGEN_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    def timeout_for(self, provider: str, model: str) -> float:
+        """The generation deadline for one provider/model pair."""
+        return self.model_timeouts_s.get(f"{provider}/{model}", self.generation_timeout_s)

@@ -1,0 +1,1 @@
+"""Image providers. Importing this package registers every built-in provider."""

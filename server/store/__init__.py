@@ -1,0 +1,1 @@
+"""Persistence: the Store interface, its records and the embedded SQLite implementation."""
