@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     http_port: int = 19001
     admin_port: int = 0  # Envoy admin; 0 picks a free port
     data_dir: Path = Path("data")
+    # Prefix of image URLs in responses; default http://localhost:<http_port>.
+    public_url: str = ""
 
     # Defaults and the fallback chain (API.md).
     default_provider: str = "gemini"

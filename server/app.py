@@ -1,0 +1,112 @@
+"""Assembly: providers, store, engine and servicers on one grpc.aio server."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from aigen.server.config import Settings
+from aigen.server.engine import FallbackEngine
+from aigen.server.generation import Generations
+from aigen.server.health import ModelHealth
+from aigen.server.interceptor import ErrorInterceptor
+from aigen.server.models import ModelResolver
+from aigen.server.providers.base import ProviderRegistry, registered_provider_classes
+from aigen.server.services.generation import GenerationServicer
+from aigen.server.services.image import ImageServicer
+from aigen.server.services.session import SessionServicer
+from aigen.server.store.base import Store
+from aigen.server.store.sqlite import SqliteStore
+from aigen.v1 import (
+    generation_service_pb2,
+    generation_service_pb2_grpc,
+    image_service_pb2,
+    image_service_pb2_grpc,
+    session_service_pb2,
+    session_service_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+SERVICE_NAMES = (
+    session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+    generation_service_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
+    image_service_pb2.DESCRIPTOR.services_by_name["ImageService"].full_name,
+)
+
+
+@dataclass
+class RunningServer:
+    """A started server and what it owns."""
+
+    server: grpc.aio.Server
+    port: int
+    settings: Settings
+    store: Store
+    registry: ProviderRegistry
+    health: health.HealthServicer
+    resolver: ModelResolver
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls, let in-flight ones finish within `grace`, close everything."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_period_s if grace is None else grace)
+        await self.registry.aclose()
+        await self.store.close()
+
+
+def build_registry(settings: Settings) -> ProviderRegistry:
+    """Every registered provider, built from settings."""
+    import aigen.server.providers  # noqa: F401  (registers the built-in providers)
+
+    registry = ProviderRegistry()
+    for provider_class in registered_provider_classes().values():
+        registry.add(provider_class.from_settings(settings))
+    return registry
+
+
+def public_base_url(settings: Settings) -> str:
+    """Prefix of image URLs: the configured public URL, else the local REST port."""
+    return (settings.public_url or f"http://localhost:{settings.http_port}").rstrip("/")
+
+
+async def start_server(
+    settings: Settings, registry: ProviderRegistry | None = None, store: Store | None = None
+) -> RunningServer:
+    """Build and start the server; `registry` and `store` may be given (tests)."""
+    registry = registry if registry is not None else build_registry(settings)
+    store = store if store is not None else SqliteStore(settings.data_dir)
+    await store.open()
+    model_health = ModelHealth(cooldown_failures=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
+    resolver = ModelResolver(registry, settings, model_health)
+    engine = FallbackEngine(registry, settings, model_health)
+    base_url = public_base_url(settings)
+    generations = Generations(settings, resolver, store, engine, base_url)
+
+    hard_cap = settings.max_message_bytes * 2  # the interceptor reports sizes past the cap itself
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(settings.max_message_bytes)],
+        options=[
+            ("grpc.max_receive_message_length", hard_cap),
+            ("grpc.max_send_message_length", hard_cap),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    session_service_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(store, resolver, base_url), server)
+    generation_service_pb2_grpc.add_GenerationServiceServicer_to_server(
+        GenerationServicer(generations, resolver), server
+    )
+    image_service_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(store), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("aigen gRPC server listening on %s:%d", settings.host, port)
+    return RunningServer(server, port, settings, store, registry, health_servicer, resolver)

@@ -1,0 +1,317 @@
+"""Generations end to end: validate, resolve defaults, run the engine, persist the turn.
+
+`prepare` does everything that can fail fast (validation, the session's busy lease), so
+streaming RPCs report those failures as ordinary gRPC errors before their first message;
+`execute` runs the chain and always releases the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aigen.server import errors
+from aigen.server.config import Settings
+from aigen.server.engine import FallbackEngine, Plan, Served, build_chain
+from aigen.server.ids import new_id
+from aigen.server.imaging import (
+    canonical_aspect_ratio,
+    canonical_image_size,
+    nearest_ratio,
+    parse_size,
+    target_dimensions,
+)
+from aigen.server.models import ModelResolver
+from aigen.server.progress import ProgressReporter
+from aigen.server.providers.base import ALL_ASPECT_RATIOS, ImageRequest, InputImage
+from aigen.server.references import decode_reference_images
+from aigen.server.store.base import Store
+from aigen.server.store.records import ImageRecord, SessionRecord, TurnRecord
+from aigen.v1 import types_pb2
+
+QUALITIES = ("", "auto", "low", "medium", "high")
+LEASE_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated generation ready to run; holds the session lease when in a session."""
+
+    kind: str  # "generate" | "iterate" | "image"
+    text: str
+    plan: Plan
+    requested: tuple[str, str]
+    omit_image_data: bool
+    session: SessionRecord | None = None
+    started: float = 0.0
+
+
+class Generations:
+    """The generation use cases behind GenerationService."""
+
+    def __init__(
+        self, settings: Settings, resolver: ModelResolver, store: Store, engine: FallbackEngine, base_url: str
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.store = store
+        self.engine = engine
+        self.base_url = base_url
+
+    # Preparation --------------------------------------------------------------------------
+    async def prepare(self, kind: str, request, client_deadline_s: float | None) -> Prepared:
+        """Validate `request` and, in a session, take its busy lease (ABORTED when taken)."""
+        text_field = "instructions" if kind == "iterate" else "prompt"
+        text = self._text(getattr(request, text_field), text_field)
+        session = await self.store.get_session(request.session_id) if kind != "image" else None
+        config = session.config if session else None
+        requested = self.resolver.resolve(
+            request.provider, request.model, config.provider if config else "", config.model if config else ""
+        )
+        fallback = self._fallback(request.fallback, config.fallback_chain if config else ())
+        chain = build_chain(requested, fallback, self.resolver.extra_chain())
+        references = await asyncio.to_thread(
+            decode_reference_images,
+            request.reference_images,
+            request.reference_image_data,
+            max_count=self.settings.max_reference_images,
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+        )
+        image_request = self._image_request(request, text, config, references)
+        deadline = time.monotonic() + self._timeout(request, client_deadline_s)
+        plan = Plan(request=image_request, chain=chain, deadline=deadline)
+        if session is not None:
+            plan = await self._with_session_inputs(kind, session, plan)
+            if not await self.store.try_begin_generation(
+                session.session_id, deadline - time.monotonic() + LEASE_MARGIN_S
+            ):
+                raise errors.SessionBusy(f"session {session.session_id} is already generating; retry when it is ready")
+        return Prepared(
+            kind=kind,
+            text=text,
+            plan=plan,
+            requested=requested,
+            omit_image_data=request.omit_image_data,
+            session=session,
+            started=time.monotonic(),
+        )
+
+    def _text(self, value: str, field: str) -> str:
+        if not value.strip():
+            raise errors.InvalidArgument(field, "is required")
+        if len(value) > self.settings.max_prompt_chars:
+            raise errors.InvalidArgument(field, f"is {len(value)} characters; at most {self.settings.max_prompt_chars}")
+        return value
+
+    def _fallback(self, requested: Sequence[types_pb2.ModelRef], session_chain: Sequence[tuple[str, str]]):
+        if requested:
+            return [
+                self.resolver.resolve_entry(ref.provider, ref.model, f"fallback[{i}]")
+                for i, ref in enumerate(requested)
+            ]
+        if session_chain:
+            return list(session_chain)
+        return [(entry.provider, entry.model) for entry in self.settings.fallback_chain]
+
+    def _image_request(self, request, text: str, config, references: tuple[InputImage, ...]) -> ImageRequest:
+        if request.quality not in QUALITIES:
+            raise errors.InvalidArgument(
+                "quality", f"unknown quality {request.quality!r}; use low, medium, high or auto"
+            )
+        width = height = 0
+        if request.size:
+            width, height = parse_size(request.size, self.settings.max_image_pixels)
+        if request.aspect_ratio:
+            ratio = canonical_aspect_ratio(request.aspect_ratio)
+        elif request.size:
+            ratio = nearest_ratio(width / height, ALL_ASPECT_RATIOS)
+        else:
+            ratio = (config.aspect_ratio if config else "") or "1:1"
+        tier = (
+            canonical_image_size(request.image_size)
+            if request.image_size
+            else ((config.image_size if config else "") or "1K")
+        )
+        if not request.size:
+            width, height = target_dimensions(ratio, tier)
+        return ImageRequest(
+            prompt=text,
+            model="",
+            aspect_ratio=ratio,
+            image_size=tier,
+            width=width,
+            height=height,
+            size=request.size,
+            quality=request.quality or "auto",
+            seed=request.seed or None,
+            reference_images=references,
+        )
+
+    def _timeout(self, request, client_deadline_s: float | None) -> float:
+        timeout = self.settings.generation_timeout_s
+        if request.HasField("timeout"):
+            asked = request.timeout.ToTimedelta().total_seconds()
+            if asked <= 0:
+                raise errors.InvalidArgument("timeout", "must be positive")
+            timeout = min(timeout, asked)
+        if client_deadline_s is not None:
+            timeout = min(timeout, client_deadline_s)
+        return timeout
+
+    async def _with_session_inputs(self, kind: str, session: SessionRecord, plan: Plan) -> Plan:
+        if kind != "iterate":
+            return plan
+        if not session.current_image_id:
+            raise errors.FailedPrecondition(
+                f"session {session.session_id} has no image yet; call generate before iterate"
+            )
+        image = await self.store.get_image(session.current_image_id)
+        data = await self.store.read_blob(image.sha256)
+        last = await self.store.last_completed_turn(session.session_id)
+        request = dataclasses.replace(
+            plan.request,
+            source_image=InputImage(data, image.content_type),
+            provider_state=last.provider_state if last else None,
+        )
+        return dataclasses.replace(plan, request=request, state_provider=last.served_provider if last else "")
+
+    # Execution ----------------------------------------------------------------------------
+    async def execute(self, prepared: Prepared, reporter: ProgressReporter) -> types_pb2.GenerationResult:
+        """Run the chain, persist the image (and the turn), release the session."""
+        try:
+            served = await self.engine.run(prepared.plan, reporter)
+            reporter.event(types_pb2.GenerationEvent.PHASE_PERSISTING, "storing the image")
+            return await self._persist(prepared, served)
+        except errors.AigenError as exc:
+            await self._record_failure(prepared, "failed", exc)
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self._record_failure(prepared, "cancelled", errors.Cancelled("cancelled by the caller"))
+            )
+            raise
+        finally:
+            if prepared.session is not None:
+                await asyncio.shield(self.store.end_generation(prepared.session.session_id))
+
+    async def _persist(self, prepared: Prepared, served: Served) -> types_pb2.GenerationResult:
+        session = prepared.session
+        sha = await self.store.write_blob(served.result.data)
+        image = ImageRecord(
+            image_id=new_id("img"),
+            sha256=sha,
+            content_type=served.mime_type,
+            width=served.width,
+            height=served.height,
+            size_bytes=len(served.result.data),
+            created_at=time.time(),
+            session_id=session.session_id if session else None,
+        )
+        credits = served.profile.credits_per_image
+        turn = None
+        if session is None:
+            await self.store.insert_image(image)
+        else:
+            turn = await self.store.commit_turn(
+                self._turn(prepared, served, image, credits), [image], current_image_id=image.image_id
+            )
+        return self._result(prepared, served, image, credits, turn)
+
+    def _turn(self, prepared: Prepared, served: Served, image: ImageRecord, credits: int) -> TurnRecord:
+        request = prepared.plan.request
+        return TurnRecord(
+            turn_id=new_id("turn"),
+            session_id=prepared.session.session_id,
+            kind=prepared.kind,
+            status="completed",
+            created_at=time.time(),
+            prompt=prepared.text if prepared.kind == "generate" else "",
+            instructions=prepared.text if prepared.kind == "iterate" else "",
+            requested_provider=prepared.requested[0],
+            requested_model=prepared.requested[1],
+            served_provider=served.profile.provider,
+            served_model=served.profile.name,
+            attempts=served.attempts,
+            duration_s=time.monotonic() - prepared.started,
+            image_id=image.image_id,
+            credits_used=credits,
+            degradations=served.degradations,
+            aspect_ratio=request.aspect_ratio,
+            image_size=request.image_size,
+            provider_state=served.result.provider_state,
+        )
+
+    async def _record_failure(self, prepared: Prepared, status: str, error: errors.AigenError) -> None:
+        if prepared.session is None:
+            return
+        from aigen.server.store.records import AttemptRecord
+
+        attempts = tuple(
+            AttemptRecord(
+                provider=a.provider,
+                model=a.model,
+                attempt_number=a.attempt_number,
+                chain_position=a.chain_position,
+                outcome=a.outcome,
+                reason=a.reason,
+                error=a.error,
+                duration_s=a.duration.ToNanoseconds() / 1e9,
+            )
+            for a in error.attempts
+        )
+        request = prepared.plan.request
+        turn = TurnRecord(
+            turn_id=new_id("turn"),
+            session_id=prepared.session.session_id,
+            kind=prepared.kind,
+            status=status,
+            created_at=time.time(),
+            prompt=prepared.text if prepared.kind == "generate" else "",
+            instructions=prepared.text if prepared.kind == "iterate" else "",
+            requested_provider=prepared.requested[0],
+            requested_model=prepared.requested[1],
+            attempts=attempts,
+            duration_s=time.monotonic() - prepared.started,
+            error=error.message,
+            aspect_ratio=request.aspect_ratio,
+            image_size=request.image_size,
+        )
+        with contextlib.suppress(errors.NotFound):  # the session was deleted meanwhile
+            await self.store.commit_turn(turn)
+
+    def _result(
+        self, prepared: Prepared, served: Served, image: ImageRecord, credits: int, turn: TurnRecord | None
+    ) -> types_pb2.GenerationResult:
+        from aigen.server.convert import attempt_proto, duration, image_url
+
+        served_pair = (served.profile.provider, served.profile.name)
+        result = types_pb2.GenerationResult(
+            image_id=image.image_id,
+            url=image_url(self.base_url, image.image_id),
+            content_type=image.content_type,
+            width=image.width,
+            height=image.height,
+            provider=served_pair[0],
+            model=served_pair[1],
+            revised_prompt=served.result.revised_prompt,
+            credits_used=credits,
+            attempts=[attempt_proto(a) for a in served.attempts],
+            degradations=list(served.degradations),
+            session_id=prepared.session.session_id if prepared.session else "",
+            turn_id=turn.turn_id if turn else "",
+            duration=duration(time.monotonic() - prepared.started),
+            aspect_ratio=prepared.plan.request.aspect_ratio,
+        )
+        if not prepared.omit_image_data:
+            result.data = served.result.data
+        if served_pair != prepared.requested:
+            result.fallback_used.CopyFrom(types_pb2.ModelRef(provider=served_pair[0], model=served_pair[1]))
+            result.original_request.CopyFrom(
+                types_pb2.ModelRef(provider=prepared.requested[0], model=prepared.requested[1])
+            )
+        return result

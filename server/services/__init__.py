@@ -1,0 +1,1 @@
+"""gRPC servicers: thin adapters from the contracts to the use cases."""

@@ -1,0 +1,105 @@
+"""GenerationService: unary and streaming generation, history, and the model catalogue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+
+from aigen.server import errors
+from aigen.server.convert import turn_proto
+from aigen.server.generation import Generations
+from aigen.server.interceptor import status_for
+from aigen.server.models import ModelResolver
+from aigen.server.progress import ProgressReporter
+from aigen.v1 import generation_service_pb2 as pb2
+from aigen.v1 import generation_service_pb2_grpc as pb2_grpc
+from aigen.v1 import types_pb2
+
+Phase = types_pb2.GenerationEvent.Phase
+
+
+class GenerationServicer(pb2_grpc.GenerationServiceServicer):
+    """Every generation RPC goes through the same Generations use cases."""
+
+    def __init__(self, generations: Generations, resolver: ModelResolver) -> None:
+        self.generations = generations
+        self.resolver = resolver
+
+    async def Generate(self, request, context):
+        """Generate in a session."""
+        return await self._unary("generate", request, context)
+
+    async def Iterate(self, request, context):
+        """Edit the session's current image."""
+        return await self._unary("iterate", request, context)
+
+    async def GenerateImage(self, request, context):
+        """Generate without a session."""
+        return await self._unary("image", request, context)
+
+    def StreamGenerate(self, request, context):
+        """Generate with progress events."""
+        return self._stream("generate", request, context)
+
+    def StreamIterate(self, request, context):
+        """Iterate with progress events."""
+        return self._stream("iterate", request, context)
+
+    def StreamGenerateImage(self, request, context):
+        """Sessionless generation with progress events."""
+        return self._stream("image", request, context)
+
+    async def _unary(self, kind: str, request, context: grpc.aio.ServicerContext) -> types_pb2.GenerationResult:
+        prepared = await self.generations.prepare(kind, request, context.time_remaining())
+        return await self.generations.execute(prepared, ProgressReporter(None))
+
+    async def _stream(self, kind: str, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
+        prepared = await self.generations.prepare(kind, request, context.time_remaining())
+        queue: asyncio.Queue[types_pb2.GenerationEvent | None] = asyncio.Queue()
+        reporter = ProgressReporter(queue.put_nowait)
+        task = asyncio.create_task(self._run(prepared, reporter))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            reporter.event(Phase.PHASE_QUEUED, "accepted")
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self, prepared, reporter: ProgressReporter) -> None:
+        """Execute, then emit the in-band terminal event."""
+        try:
+            result = await self.generations.execute(prepared, reporter)
+        except errors.AigenError as exc:
+            reporter.event(Phase.PHASE_FAILED, exc.message, error=status_for(exc))
+            return
+        except Exception as exc:  # reported in-band; details are logged, never sent
+            reporter.event(Phase.PHASE_FAILED, "internal error", error=status_for(exc))
+            return
+        reporter.event(Phase.PHASE_COMPLETED, "completed", result=result, percent=100.0)
+
+    async def GetHistory(self, request: pb2.GetHistoryRequest, context) -> pb2.GetHistoryResponse:
+        """Every turn of a session, oldest first."""
+        store = self.generations.store
+        session = await store.get_session(request.session_id)
+        turns = await store.list_turns(session.session_id)
+        images = {}
+        for turn in turns:
+            if turn.image_id:
+                images[turn.image_id] = await store.get_image(turn.image_id)
+        base_url = self.generations.base_url
+        return pb2.GetHistoryResponse(
+            session_id=session.session_id, turns=[turn_proto(t, images.get(t.image_id), base_url) for t in turns]
+        )
+
+    async def ListProviders(self, request, context) -> pb2.ListProvidersResponse:
+        """Providers and whether each is configured."""
+        return self.resolver.list_providers()
+
+    async def ListModels(self, request: pb2.ListModelsRequest, context) -> pb2.ListModelsResponse:
+        """Models with capabilities, latency and price."""
+        return self.resolver.list_models(request.provider)

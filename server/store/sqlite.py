@@ -1,0 +1,535 @@
+"""The embedded store: SQLite (WAL) for records, content-addressed files for image bytes.
+
+Single process, single connection. aiosqlite runs every statement on one worker thread in
+order; an asyncio lock gives each coroutine exclusive use of the connection for a whole
+read or transaction, so nobody ever observes another coroutine's uncommitted writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import re
+import sqlite3
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiosqlite
+
+from aigen.server.errors import InvalidArgument, NotFound, Reason
+from aigen.server.store.base import Store
+from aigen.server.store.records import (
+    AttemptRecord,
+    ImageRecord,
+    LayerRecord,
+    Page,
+    SessionConfigRecord,
+    SessionRecord,
+    TurnRecord,
+)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+# A blob written but not yet referenced by an image row is kept through garbage
+# collection for this long, so a commit that follows its write_blob never loses it.
+BLOB_PIN_S = 900.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# Migration N (1-based) brings the schema from user_version N-1 to N. Append, never edit.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY, project TEXT NOT NULL, mode TEXT NOT NULL,
+            config TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            status TEXT NOT NULL, busy_until REAL NOT NULL, current_image_id TEXT,
+            turn_count INTEGER NOT NULL, layer_count INTEGER NOT NULL)""",
+        "CREATE INDEX sessions_newest ON sessions (created_at DESC, session_id DESC)",
+        "CREATE INDEX sessions_project_newest ON sessions (project, created_at DESC, session_id DESC)",
+        "CREATE INDEX sessions_status ON sessions (status)",
+        """CREATE TABLE images (
+            image_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, content_type TEXT NOT NULL,
+            width INTEGER NOT NULL, height INTEGER NOT NULL, size_bytes INTEGER NOT NULL,
+            created_at REAL NOT NULL, kind TEXT NOT NULL,
+            session_id TEXT REFERENCES sessions (session_id) ON DELETE CASCADE)""",
+        "CREATE INDEX images_sha256 ON images (sha256)",
+        "CREATE INDEX images_session ON images (session_id)",
+        """CREATE TABLE turns (
+            turn_id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+            turn_index INTEGER NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+            created_at REAL NOT NULL, prompt TEXT NOT NULL, instructions TEXT NOT NULL,
+            requested_provider TEXT NOT NULL, requested_model TEXT NOT NULL,
+            served_provider TEXT NOT NULL, served_model TEXT NOT NULL, attempts TEXT NOT NULL,
+            duration_s REAL NOT NULL, image_id TEXT, credits_used INTEGER NOT NULL,
+            error TEXT NOT NULL, layer_id TEXT NOT NULL, degradations TEXT NOT NULL,
+            aspect_ratio TEXT NOT NULL, image_size TEXT NOT NULL, provider_state BLOB,
+            UNIQUE (session_id, turn_index))""",
+        """CREATE TABLE layers (
+            session_id TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+            layer_id TEXT NOT NULL, name TEXT NOT NULL, z_order INTEGER NOT NULL,
+            image_id TEXT NOT NULL, bbox_x INTEGER NOT NULL, bbox_y INTEGER NOT NULL,
+            bbox_width INTEGER NOT NULL, bbox_height INTEGER NOT NULL, coverage REAL NOT NULL,
+            locked INTEGER NOT NULL, PRIMARY KEY (session_id, layer_id))""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_SESSION_COLS = (
+    "session_id, project, mode, config, created_at, updated_at, status, busy_until, "
+    "current_image_id, turn_count, layer_count"
+)
+_IMAGE_COLS = "image_id, sha256, content_type, width, height, size_bytes, created_at, kind, session_id"
+_TURN_COLS = (
+    "turn_id, session_id, turn_index, kind, status, created_at, prompt, instructions, "
+    "requested_provider, requested_model, served_provider, served_model, attempts, duration_s, "
+    "image_id, credits_used, error, layer_id, degradations, aspect_ratio, image_size, provider_state"
+)
+_LAYER_COLS = "session_id, layer_id, name, z_order, image_id, bbox_x, bbox_y, bbox_width, bbox_height, coverage, locked"
+
+
+def _insert_sql(table: str, cols: str) -> str:
+    names = [name.strip() for name in cols.split(",")]
+    return f"INSERT INTO {table} ({cols}) VALUES ({', '.join(':' + name for name in names)})"
+
+
+def _session_not_found(session_id: str) -> NotFound:
+    return NotFound(f"session {session_id} not found")
+
+
+class SqliteStore(Store):
+    """Store on SQLite plus content-addressed blob files under `data_dir`."""
+
+    def __init__(self, data_dir: pathlib.Path, *, clock: Callable[[], float] = time.time) -> None:
+        self._data_dir = pathlib.Path(data_dir)
+        self._blob_dir = self._data_dir / "blobs"
+        self._clock = clock
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()  # exclusive use of the connection
+        self._blob_lock = asyncio.Lock()  # pinning a blob vs. deleting it
+        self._pins: dict[str, tuple[int, float]] = {}  # sha256 -> (pending writes, last write)
+        self._gc_deferred: set[str] = set()
+
+    # Lifecycle ------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or migrate the schema, then mark sessions left generating as ready."""
+        await asyncio.to_thread(self._blob_dir.mkdir, parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self._data_dir / "aigen.db", isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            mode = (await db.execute_fetchall("PRAGMA journal_mode=WAL"))[0][0]
+            if mode.lower() != "wal":
+                raise RuntimeError(f"SQLite refused WAL mode (got {mode})")
+            # NORMAL in WAL never corrupts the database; a power cut can only lose the last
+            # transactions. Turn commits switch to FULL (see _transaction): each records a
+            # generation the caller was told about and may have paid for.
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            self._db = db
+            await self._migrate()
+            async with self._transaction() as tx:
+                await tx.execute("UPDATE sessions SET status = 'ready', busy_until = 0 WHERE status = 'generating'")
+        except BaseException:
+            self._db = None
+            await db.close()
+            raise
+
+    async def close(self) -> None:
+        """Collect blobs whose deletion was deferred, then close the database."""
+        if self._db is None:
+            return
+        await self._collect_blobs(set(), honour_pins=False)
+        async with self._lock:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as tx:
+            version = (await tx.execute_fetchall("PRAGMA user_version"))[0][0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"database schema {version} is newer than this server ({SCHEMA_VERSION})")
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[number - 1]:
+                    await tx.execute(statement)
+                await tx.execute(f"PRAGMA user_version = {number}")
+
+    # Connection access ----------------------------------------------------------------------
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            yield self._conn()
+
+    @asynccontextmanager
+    async def _transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """Exclusive use of the connection inside BEGIN IMMEDIATE; rolled back on any error.
+
+        Statements queued on aiosqlite's worker thread run in order even when the awaiting
+        coroutine is cancelled, so the ROLLBACK queued here always follows them.
+        """
+        async with self._lock:
+            db = self._conn()
+            try:
+                if durable:
+                    await db.execute("PRAGMA synchronous=FULL")
+                await db.execute("BEGIN IMMEDIATE")
+                yield db
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.rollback()
+                raise
+            finally:
+                if durable:
+                    await db.execute("PRAGMA synchronous=NORMAL")
+
+    @staticmethod
+    async def _require_session(db: aiosqlite.Connection, session_id: str) -> None:
+        rows = await db.execute_fetchall("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,))
+        if not rows:
+            raise _session_not_found(session_id)
+
+    # Sessions -------------------------------------------------------------------------------
+    async def create_session(self, session: SessionRecord) -> None:
+        """Insert a new session."""
+        async with self._transaction() as tx:
+            await tx.execute(_insert_sql("sessions", _SESSION_COLS), _session_params(session))
+
+    async def get_session(self, session_id: str, project: str | None = None) -> SessionRecord:
+        """The session; NotFound when absent or (with a non-empty `project`) in another project."""
+        async with self._reading() as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_SESSION_COLS} FROM sessions WHERE session_id = ?", (session_id,)
+            )
+        if not rows or (project and rows[0]["project"] != project):
+            raise _session_not_found(session_id)
+        return _session_from_row(rows[0])
+
+    async def list_sessions(self, project: str | None, page_size: int, page_token: str) -> Page:
+        """Sessions newest first, keyset-paginated; an empty `project` means every project."""
+        if page_size < 0:
+            raise InvalidArgument("page_size", "must not be negative")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        where, params = [], []
+        if project:
+            where.append("project = ?")
+            params.append(project)
+        if page_token:
+            created_at, session_id = _decode_page_token(page_token)
+            where.append("(created_at < ? OR (created_at = ? AND session_id < ?))")
+            params += [created_at, created_at, session_id]
+        sql = f"SELECT {_SESSION_COLS} FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, session_id DESC LIMIT ?"
+        async with self._reading() as db:
+            rows = await db.execute_fetchall(sql, (*params, limit + 1))
+        sessions = [_session_from_row(row) for row in rows[:limit]]
+        token = _encode_page_token(sessions[-1]) if len(rows) > limit else ""
+        return Page(sessions=sessions, next_page_token=token)
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete the session and everything it owns, then the blobs nothing uses any more."""
+        async with self._transaction() as tx:
+            await self._require_session(tx, session_id)
+            rows = await tx.execute_fetchall("SELECT DISTINCT sha256 FROM images WHERE session_id = ?", (session_id,))
+            for table in ("turns", "layers", "images", "sessions"):
+                await tx.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+        await self._collect_blobs({row["sha256"] for row in rows})
+
+    async def try_begin_generation(self, session_id: str, lease_s: float) -> bool:
+        """Take the generation lease unless another unexpired one holds the session."""
+        async with self._transaction() as tx:
+            now = self._clock()
+            cursor = await tx.execute(
+                "UPDATE sessions SET status = 'generating', busy_until = ? "
+                "WHERE session_id = ? AND (status = 'ready' OR busy_until < ?)",
+                (now + lease_s, session_id, now),
+            )
+            if cursor.rowcount:
+                return True
+            await self._require_session(tx, session_id)
+            return False
+
+    async def end_generation(self, session_id: str) -> None:
+        """Release the lease (no-op when the session was deleted meanwhile)."""
+        async with self._transaction() as tx:
+            await tx.execute(
+                "UPDATE sessions SET status = 'ready', busy_until = 0 WHERE session_id = ?",
+                (session_id,),
+            )
+
+    # Blobs ----------------------------------------------------------------------------------
+    def _blob_path(self, sha256: str) -> pathlib.Path:
+        return self._blob_dir / sha256[:2] / sha256[2:4] / sha256
+
+    async def write_blob(self, data: bytes) -> str:
+        """Store bytes content-addressed (atomic, idempotent); return their sha256 hex."""
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        async with self._blob_lock:  # waits out a deletion of this blob in progress
+            pending, _ = self._pins.get(sha256, (0, 0.0))
+            self._pins[sha256] = (pending + 1, time.monotonic())
+        try:
+            await asyncio.to_thread(_write_atomic, self._blob_path(sha256), data)
+        except BaseException:
+            self._unpin((sha256,))
+            raise
+        return sha256
+
+    async def read_blob(self, sha256: str) -> bytes:
+        """The bytes of a blob; NotFound (IMAGE_NOT_FOUND) when absent."""
+        if not _SHA256.fullmatch(sha256):
+            raise NotFound(f"blob {sha256} not found", reason=Reason.ERROR_REASON_IMAGE_NOT_FOUND)
+        try:
+            return await asyncio.to_thread(self._blob_path(sha256).read_bytes)
+        except FileNotFoundError:
+            raise NotFound(f"blob {sha256} not found", reason=Reason.ERROR_REASON_IMAGE_NOT_FOUND) from None
+
+    def _unpin(self, shas: Iterable[str]) -> None:
+        """Release one pending write of each blob (now referenced by a row, or failed)."""
+        for sha256 in shas:
+            pending, written = self._pins.get(sha256, (0, 0.0))
+            if pending <= 1:
+                self._pins.pop(sha256, None)
+            else:
+                self._pins[sha256] = (pending - 1, written)
+
+    def _pinned(self, sha256: str, now: float) -> bool:
+        pending, written = self._pins.get(sha256, (0, 0.0))
+        return pending > 0 and now - written < BLOB_PIN_S
+
+    async def _collect_blobs(self, candidates: set[str], *, honour_pins: bool = True) -> None:
+        """Delete the files of candidate blobs no image row references.
+
+        Blobs pinned by a recent write_blob are deferred to a later collection (at the
+        latest on close). Both locks are held throughout, so no row can start referencing
+        a blob between the check and the unlink.
+        """
+        async with self._lock, self._blob_lock:
+            candidates = candidates | self._gc_deferred
+            if not candidates:
+                return
+            marks = ", ".join("?" * len(candidates))
+            rows = await self._conn().execute_fetchall(
+                f"SELECT DISTINCT sha256 FROM images WHERE sha256 IN ({marks})", tuple(candidates)
+            )
+            now = time.monotonic()
+            unused = candidates - {row["sha256"] for row in rows}
+            self._gc_deferred = {sha for sha in unused if honour_pins and self._pinned(sha, now)}
+            doomed = [self._blob_path(sha) for sha in unused - self._gc_deferred]
+            for sha in unused - self._gc_deferred:
+                self._pins.pop(sha, None)
+            await asyncio.to_thread(_unlink_all, doomed)
+
+    # Images ---------------------------------------------------------------------------------
+    async def insert_image(self, image: ImageRecord) -> None:
+        """Record an image whose blob was already written; NotFound for an unknown session."""
+        async with self._transaction() as tx:
+            if image.session_id is not None:
+                await self._require_session(tx, image.session_id)
+            await tx.execute(_insert_sql("images", _IMAGE_COLS), dataclasses.asdict(image))
+        self._unpin((image.sha256,))
+
+    async def get_image(self, image_id: str) -> ImageRecord:
+        """An image's metadata; NotFound (IMAGE_NOT_FOUND) when absent."""
+        async with self._reading() as db:
+            rows = await db.execute_fetchall(f"SELECT {_IMAGE_COLS} FROM images WHERE image_id = ?", (image_id,))
+        if not rows:
+            raise NotFound(f"image {image_id} not found", reason=Reason.ERROR_REASON_IMAGE_NOT_FOUND)
+        return ImageRecord(**dict(rows[0]))
+
+    # Turns and layers -----------------------------------------------------------------------
+    async def commit_turn(
+        self,
+        turn: TurnRecord,
+        images: Sequence[ImageRecord] = (),
+        current_image_id: str | None = None,
+        layers: Sequence[LayerRecord] | None = None,
+    ) -> TurnRecord:
+        """Insert images and the turn, update the session (and its layers) atomically."""
+        async with self._transaction(durable=True) as tx:
+            await self._require_session(tx, turn.session_id)
+            await tx.executemany(_insert_sql("images", _IMAGE_COLS), map(dataclasses.asdict, images))
+            committed = await self._insert_turn(tx, turn)
+            if current_image_id is not None:
+                await tx.execute(
+                    "UPDATE sessions SET current_image_id = ? WHERE session_id = ?", (current_image_id, turn.session_id)
+                )
+            if layers is not None:
+                await tx.execute("DELETE FROM layers WHERE session_id = ?", (turn.session_id,))
+                await tx.executemany(
+                    _insert_sql("layers", _LAYER_COLS),
+                    [_layer_params(dataclasses.replace(layer, session_id=turn.session_id)) for layer in layers],
+                )
+                await tx.execute(
+                    "UPDATE sessions SET layer_count = ? WHERE session_id = ?", (len(layers), turn.session_id)
+                )
+        self._unpin(image.sha256 for image in images)
+        return committed
+
+    async def _insert_turn(self, tx: aiosqlite.Connection, turn: TurnRecord) -> TurnRecord:
+        """Insert the turn with the next index and bump the session's counters."""
+        rows = await tx.execute_fetchall(
+            "SELECT COALESCE(MAX(turn_index), 0) + 1 FROM turns WHERE session_id = ?", (turn.session_id,)
+        )
+        committed = dataclasses.replace(turn, index=rows[0][0])
+        await tx.execute(_insert_sql("turns", _TURN_COLS), _turn_params(committed))
+        await tx.execute(
+            "UPDATE sessions SET turn_count = turn_count + 1, updated_at = ? WHERE session_id = ?",
+            (self._clock(), turn.session_id),
+        )
+        return committed
+
+    async def list_turns(self, session_id: str) -> list[TurnRecord]:
+        """Every turn, oldest first."""
+        async with self._reading() as db:
+            await self._require_session(db, session_id)
+            rows = await db.execute_fetchall(
+                f"SELECT {_TURN_COLS} FROM turns WHERE session_id = ? ORDER BY turn_index", (session_id,)
+            )
+        return [_turn_from_row(row) for row in rows]
+
+    async def last_completed_turn(self, session_id: str) -> TurnRecord | None:
+        """The newest completed generate/iterate turn, if any."""
+        async with self._reading() as db:
+            await self._require_session(db, session_id)
+            rows = await db.execute_fetchall(
+                f"SELECT {_TURN_COLS} FROM turns WHERE session_id = ? AND status = 'completed' "
+                "AND kind IN ('generate', 'iterate') ORDER BY turn_index DESC LIMIT 1",
+                (session_id,),
+            )
+        return _turn_from_row(rows[0]) if rows else None
+
+    async def list_layers(self, session_id: str) -> list[LayerRecord]:
+        """The layer stack, background (z_order 0) first."""
+        async with self._reading() as db:
+            await self._require_session(db, session_id)
+            rows = await db.execute_fetchall(
+                f"SELECT {_LAYER_COLS} FROM layers WHERE session_id = ? ORDER BY z_order, layer_id", (session_id,)
+            )
+        return [_layer_from_row(row) for row in rows]
+
+    async def set_layer_locked(self, session_id: str, layer_id: str, locked: bool, turn: TurnRecord) -> LayerRecord:
+        """Set a layer's locked flag and record the lock/unlock turn in one transaction."""
+        async with self._transaction(durable=True) as tx:
+            await self._require_session(tx, session_id)
+            cursor = await tx.execute(
+                "UPDATE layers SET locked = ? WHERE session_id = ? AND layer_id = ?",
+                (int(locked), session_id, layer_id),
+            )
+            if not cursor.rowcount:
+                raise NotFound(
+                    f"layer {layer_id} not found in session {session_id}", reason=Reason.ERROR_REASON_LAYER_NOT_FOUND
+                )
+            await self._insert_turn(tx, dataclasses.replace(turn, session_id=session_id))
+            rows = await tx.execute_fetchall(
+                f"SELECT {_LAYER_COLS} FROM layers WHERE session_id = ? AND layer_id = ?", (session_id, layer_id)
+            )
+        return _layer_from_row(rows[0])
+
+
+# Files ------------------------------------------------------------------------------------
+def _write_atomic(path: pathlib.Path, data: bytes) -> None:
+    """Write `path` via a synced temp file and rename; keep an existing complete copy."""
+    try:
+        if path.stat().st_size == len(data):
+            return
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _unlink_all(paths: Iterable[pathlib.Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+# Page tokens ------------------------------------------------------------------------------
+def _encode_page_token(last: SessionRecord) -> str:
+    raw = json.dumps({"created_at": last.created_at, "session_id": last.session_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        created_at, session_id = data["created_at"], data["session_id"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        created_at = session_id = None
+    valid_time = isinstance(created_at, int | float) and not isinstance(created_at, bool)
+    if not valid_time or not isinstance(session_id, str):
+        raise InvalidArgument("page_token", "is not a next_page_token of this listing")
+    return float(created_at), session_id
+
+
+# Row mapping ------------------------------------------------------------------------------
+def _session_params(session: SessionRecord) -> dict[str, Any]:
+    params = dataclasses.asdict(session)
+    params["config"] = json.dumps(params["config"])
+    return params
+
+
+def _session_from_row(row: sqlite3.Row) -> SessionRecord:
+    fields = dict(row)
+    config = json.loads(fields["config"])
+    config["fallback_chain"] = tuple(tuple(pair) for pair in config.get("fallback_chain", ()))
+    fields["config"] = SessionConfigRecord(**config)
+    return SessionRecord(**fields)
+
+
+def _turn_params(turn: TurnRecord) -> dict[str, Any]:
+    params = dataclasses.asdict(turn)
+    params["turn_index"] = params.pop("index")
+    params["attempts"] = json.dumps(params["attempts"])
+    params["degradations"] = json.dumps(params["degradations"])
+    return params
+
+
+def _turn_from_row(row: sqlite3.Row) -> TurnRecord:
+    fields = dict(row)
+    fields["index"] = fields.pop("turn_index")
+    fields["attempts"] = tuple(AttemptRecord(**a) for a in json.loads(fields["attempts"]))
+    fields["degradations"] = tuple(json.loads(fields["degradations"]))
+    return TurnRecord(**fields)
+
+
+def _layer_params(layer: LayerRecord) -> dict[str, Any]:
+    params = dataclasses.asdict(layer)
+    params["bbox_x"], params["bbox_y"], params["bbox_width"], params["bbox_height"] = layer.bbox
+    params["locked"] = int(layer.locked)
+    return params
+
+
+def _layer_from_row(row: sqlite3.Row) -> LayerRecord:
+    fields = dict(row)
+    fields["bbox"] = tuple(fields.pop(key) for key in ("bbox_x", "bbox_y", "bbox_width", "bbox_height"))
+    fields["locked"] = bool(fields["locked"])
+    return LayerRecord(**fields)
