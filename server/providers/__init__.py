@@ -1,3 +1,3 @@
 """Image providers. Importing this package registers every built-in provider."""
 
-from aigen.server.providers import gemini, local, openai_images  # noqa: F401
+from aigen.server.providers import bfl, gemini, local, openai_images, replicate  # noqa: F401

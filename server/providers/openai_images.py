@@ -1,0 +1,333 @@
+"""OpenAI GPT Image through the openai async client, streaming partial images as previews.
+
+Generation uses `images.generate`; anything with input images (the image to edit, references,
+a mask) uses `images.edit`. Both stream: partial images reach the progress callback as
+previews, and the `*.completed` event carries the final image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import io
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import openai
+import pybase64
+from PIL import Image
+
+from aigen.server.errors import (
+    CapabilityUnsupported,
+    ContentRefused,
+    ProviderError,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from aigen.server.providers.base import (
+    ImageProvider,
+    ImageRequest,
+    ImageResult,
+    InputImage,
+    ModelProfile,
+    Progress,
+    ProgressCallback,
+    register,
+)
+
+if TYPE_CHECKING:
+    from aigen.server.config import Settings
+
+NAME = "openai"
+DEFAULT_MODEL_ID = "gpt-image-1.5"
+PARTIAL_IMAGES = 2
+
+PROFILE = ModelProfile(
+    provider=NAME,
+    name="gpt-image",
+    internal_id=DEFAULT_MODEL_ID,
+    aliases=("gpt-image-1",),
+    aspect_ratios=("1:1", "3:2", "2:3"),
+    image_sizes=("1K",),
+    max_reference_images=15,  # 16 input images, one of them possibly the image to edit
+    can_edit=True,
+    supports_mask=True,
+    streams_previews=True,
+    typical_latency_s=30.0,
+    credits_per_image=50,
+    notes="Precise prompt following and text; 1024px to 1536px",
+)
+
+# The only output sizes, by aspect ratio.
+SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
+QUALITIES = ("low", "medium", "high", "auto")
+# Input formats images.edit accepts; anything else is converted to PNG.
+UPLOAD_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+OUTPUT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+REFUSAL_CODES = {"moderation_blocked", "content_policy_violation"}
+# HTTP status -> error class; other 4xx are rejections, other 5xx outages.
+_STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    401: ProviderNotConfigured,
+    403: ProviderNotConfigured,
+    408: ProviderTimeout,
+    429: ProviderRateLimited,
+    504: ProviderTimeout,
+}
+
+FileTuple = tuple[str, bytes, str]
+
+
+def _profile(settings: Settings) -> ModelProfile:
+    """The profile with the internal id from settings; a replaced default id stays an alias."""
+    internal_id = settings.model_ids.get(PROFILE.name, DEFAULT_MODEL_ID)
+    if internal_id == DEFAULT_MODEL_ID:
+        return PROFILE
+    return replace(PROFILE, internal_id=internal_id, aliases=(*PROFILE.aliases, DEFAULT_MODEL_ID))
+
+
+@register
+class OpenAIProvider(ImageProvider):
+    """GPT Image generation and editing with streamed partial images."""
+
+    name = NAME
+    description = "OpenAI GPT Image"
+    credential_env = "OPENAI_API_KEY"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._profile = _profile(settings)
+        self._client: openai.AsyncOpenAI | None = None
+        if settings.openai_api_key:
+            self._client = openai.AsyncOpenAI(
+                api_key=settings.openai_api_key,
+                base_url=settings.openai_base_url or None,
+                max_retries=0,  # the engine owns retries
+                timeout=settings.generation_timeout_s,
+            )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIProvider:
+        """Build from the API key, base URL, timeouts and model id in settings."""
+        return cls(settings)
+
+    def models(self) -> Sequence[ModelProfile]:
+        """GPT Image."""
+        return (self._profile,)
+
+    @property
+    def configured(self) -> bool:
+        """True when an API key is set."""
+        return self._client is not None
+
+    async def generate(self, request: ImageRequest, progress: ProgressCallback) -> ImageResult:
+        """Stream one image; partial images go to `progress` as previews."""
+        client = self._checked(request)
+        size, degradations = _size(request)
+        quality, quality_degradations = _quality(request.quality)
+        options: dict[str, Any] = {
+            "model": self._profile.internal_id,
+            "prompt": request.prompt,
+            "size": size,
+            "quality": quality,
+            "stream": True,
+            "partial_images": PARTIAL_IMAGES,
+            "timeout": self._settings.timeout_for(NAME, self._profile.name),
+        }
+        images = await asyncio.to_thread(_uploads, request)
+        if request.mask is not None and not images:
+            degradations = (*degradations, "mask ignored (no image to edit)")
+        with _map_api_errors():
+            if images:
+                stream = await client.images.edit(image=images, **options, **await _mask_option(request))
+            else:
+                stream = await client.images.generate(**options)
+            result = await _consume(stream, progress)
+        return replace(result, degradations=(*degradations, *quality_degradations))
+
+    def _checked(self, request: ImageRequest) -> openai.AsyncOpenAI:
+        """The client, once the request is known to fit this provider."""
+        if self._client is None:
+            raise ProviderNotConfigured("OpenAI has no API key (set OPENAI_API_KEY)")
+        if request.model not in self._profile.names():
+            raise CapabilityUnsupported(f"OpenAI has no model {request.model!r}")
+        limit = self._profile.max_reference_images
+        if len(request.reference_images) > limit:
+            raise CapabilityUnsupported(f"gpt-image takes at most {limit} reference images")
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        if self._client is not None:
+            await self._client.close()
+
+
+# Request translation.
+
+
+def _nearest_ratio(width: int, height: int) -> str:
+    """The output ratio closest to width/height (compared in log space)."""
+    value = width / height
+    return min(SIZES, key=lambda ratio: abs(math.log(_ratio(ratio) / value)))
+
+
+def _ratio(ratio: str) -> float:
+    across, down = ratio.split(":")
+    return int(across) / int(down)
+
+
+def _size(request: ImageRequest) -> tuple[str, tuple[str, ...]]:
+    """The output size for the request, and how it differs from what was asked."""
+    if request.size:
+        width, height = (int(side) for side in request.size.lower().split("x"))
+        size = SIZES[_nearest_ratio(width, height)]
+        return size, (() if size == f"{width}x{height}" else (f"size {request.size} -> {size}",))
+    degradations: list[str] = []
+    ratio = request.aspect_ratio
+    if ratio not in SIZES:
+        chosen = _nearest_ratio(*(int(side) for side in ratio.split(":")))
+        degradations.append(f"aspect_ratio {ratio} -> {chosen}")
+        ratio = chosen
+    if request.image_size not in PROFILE.image_sizes:
+        degradations.append(f"image_size {request.image_size} -> {PROFILE.image_sizes[0]}")
+    return SIZES[ratio], tuple(degradations)
+
+
+def _quality(quality: str) -> tuple[str, tuple[str, ...]]:
+    if quality in QUALITIES:
+        return quality, ()
+    return "auto", (f"quality {quality} -> auto",)
+
+
+def _uploads(request: ImageRequest) -> list[FileTuple]:
+    """The images for images.edit: the image to edit first, then the references."""
+    images = [request.source_image] if request.source_image is not None else []
+    images.extend(request.reference_images)
+    return [_upload(image, f"image-{index}") for index, image in enumerate(images)]
+
+
+def _upload(image: InputImage, stem: str) -> FileTuple:
+    extension = UPLOAD_TYPES.get(image.mime_type)
+    if extension is not None:
+        return f"{stem}.{extension}", image.data, image.mime_type
+    return f"{stem}.png", _to_png(image.data), "image/png"
+
+
+def _to_png(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.convert("RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def _mask_option(request: ImageRequest) -> dict[str, FileTuple]:
+    """The `mask` argument: our white-is-editable mask as OpenAI's transparent-is-editable PNG."""
+    if request.mask is None:
+        return {}
+    source = request.source_image.data if request.source_image is not None else None
+    mask = await asyncio.to_thread(_alpha_mask, request.mask.data, source)
+    return {"mask": ("mask.png", mask, "image/png")}
+
+
+def _alpha_mask(mask: bytes, source: bytes | None) -> bytes:
+    """A PNG whose alpha is 0 where `mask` is white, sized like the image to edit."""
+    with Image.open(io.BytesIO(mask)) as opened:
+        editable = opened.convert("L")
+    if source is not None:
+        with Image.open(io.BytesIO(source)) as image:
+            if image.size != editable.size:
+                editable = editable.resize(image.size)
+    result = Image.new("RGBA", editable.size, (0, 0, 0, 255))
+    result.putalpha(editable.point(lambda value: 255 - value))
+    buffer = io.BytesIO()
+    result.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# Response reading.
+
+
+async def _consume(stream: openai.AsyncStream[Any], progress: ProgressCallback) -> ImageResult:
+    """Read the event stream: previews to `progress`, the completed event as the result."""
+    try:
+        async for event in stream:
+            if event.type.endswith(".partial_image"):
+                preview = pybase64.b64decode(event.b64_json or "", validate=True)
+                message = f"partial image {event.partial_image_index + 1} of {PARTIAL_IMAGES}"
+                if preview:
+                    progress(Progress(message=message, preview=InputImage(preview, _mime(event))))
+            elif event.type.endswith(".completed"):
+                data = pybase64.b64decode(event.b64_json or "", validate=True)
+                if not data:
+                    raise ProviderUnavailable("OpenAI sent an empty image")
+                revised = getattr(event, "revised_prompt", None) or ""
+                return ImageResult(data=data, mime_type=_mime(event), revised_prompt=revised)
+    finally:
+        await stream.close()
+    raise ProviderUnavailable("OpenAI's stream ended without an image")
+
+
+def _mime(event: Any) -> str:
+    return OUTPUT_TYPES.get(getattr(event, "output_format", None) or "png", "image/png")
+
+
+# Errors, translated at the edge.
+
+
+@contextmanager
+def _map_api_errors() -> Iterator[None]:
+    """Turn SDK exceptions into ProviderError subclasses."""
+    try:
+        yield
+    except openai.APITimeoutError as exc:
+        raise ProviderTimeout("OpenAI did not answer in time") from exc
+    except openai.APIConnectionError as exc:
+        raise ProviderUnavailable("OpenAI is unreachable or dropped the connection") from exc
+    except openai.APIStatusError as exc:
+        raise _status_error(exc) from exc
+    except openai.APIError as exc:  # an error event in the stream, or an answer off the schema
+        if exc.code in REFUSAL_CODES:
+            raise ContentRefused(f"OpenAI refused the request: {exc.message}") from exc
+        raise ProviderUnavailable(f"OpenAI failed: {exc.message}") from exc
+    except ValueError as exc:  # undecodable JSON or base64
+        raise ProviderUnavailable("OpenAI sent a malformed answer") from exc
+
+
+def _status_error(exc: openai.APIStatusError) -> ProviderError:
+    message = f"OpenAI: {exc.message}"
+    if exc.code in REFUSAL_CODES:
+        return ContentRefused(message)
+    if exc.code == "insufficient_quota":
+        return ProviderNotConfigured(f"{message} (the account has no quota left)")
+    status = exc.status_code
+    kind = _STATUS_ERRORS.get(status) or (ProviderRejected if 400 <= status < 500 else ProviderUnavailable)
+    if kind is ProviderRateLimited:
+        return ProviderRateLimited(message, retry_after=_retry_after(exc.response.headers))
+    return kind(message)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from retry-after-ms or Retry-After (seconds or an HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
