@@ -31,6 +31,7 @@ from aigen.v1 import (
 )
 
 log = logging.getLogger(__name__)
+TRANSPORT_CEILING = 1024 * 1024 * 1024
 SERVICE_NAMES = (
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     generation_service_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
@@ -86,7 +87,9 @@ async def start_server(
     base_url = public_base_url(settings)
     generations = Generations(settings, resolver, store, engine, base_url)
 
-    hard_cap = settings.max_message_bytes * 2  # the interceptor reports sizes past the cap itself
+    # The interceptor reports requests past the cap as INVALID_ARGUMENT; the transport's own
+    # limit only bounds memory, far above it.
+    hard_cap = max(4 * settings.max_message_bytes, TRANSPORT_CEILING)
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor(settings.max_message_bytes)],
         options=[

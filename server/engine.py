@@ -63,20 +63,30 @@ class FallbackEngine:
         self.settings = settings
         self.health = health
 
-    async def run(self, plan: Plan, reporter: ProgressReporter) -> Served:
-        """Walk the chain; return the first image or raise one AigenError with every attempt."""
-        walk = _Walk(self, plan, reporter)
+    async def run(self, plan: Plan, reporter: ProgressReporter, attempts: list[AttemptRecord] | None = None) -> Served:
+        """Walk the chain; return the first image or raise one AigenError with every attempt.
+
+        When `attempts` is given, every attempt is appended to it as it ends, so a caller
+        whose walk is cancelled still knows what was tried.
+        """
+        walk = _Walk(self, plan, reporter, attempts)
         return await walk.run()
 
 
 class _Walk:
     """One walk down a chain (keeps the attempt list)."""
 
-    def __init__(self, engine: FallbackEngine, plan: Plan, reporter: ProgressReporter) -> None:
+    def __init__(
+        self,
+        engine: FallbackEngine,
+        plan: Plan,
+        reporter: ProgressReporter,
+        attempts: list[AttemptRecord] | None = None,
+    ) -> None:
         self.engine = engine
         self.plan = plan
         self.reporter = reporter
-        self.attempts: list[AttemptRecord] = []
+        self.attempts: list[AttemptRecord] = attempts if attempts is not None else []
         self.failures: list[errors.AigenError] = []
 
     async def run(self) -> Served:
@@ -185,9 +195,10 @@ class _Walk:
             raise
         except TimeoutError:
             error = self._timeout_error(pair, budget, remaining)
-            self._record(position, pair, number, started, Outcome.ATTEMPT_OUTCOME_FAILED_RETRYABLE, error)
-            if isinstance(error, errors.DeadlineExceeded):
+            if isinstance(error, errors.DeadlineExceeded):  # the whole generation ran out of time
+                self._record(position, pair, number, started, Outcome.ATTEMPT_OUTCOME_CANCELLED, error)
                 raise self._deadline_error(error) from None
+            self._record(position, pair, number, started, Outcome.ATTEMPT_OUTCOME_FAILED_RETRYABLE, error)
             return error
         except errors.InvalidArgument:
             error = errors.ProviderUnavailable(f"{provider.name}/{profile.name} returned an undecodable image")

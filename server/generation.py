@@ -30,7 +30,7 @@ from aigen.server.progress import ProgressReporter
 from aigen.server.providers.base import ALL_ASPECT_RATIOS, ImageRequest, InputImage
 from aigen.server.references import decode_reference_images
 from aigen.server.store.base import Store
-from aigen.server.store.records import ImageRecord, SessionRecord, TurnRecord
+from aigen.server.store.records import AttemptRecord, ImageRecord, SessionRecord, TurnRecord
 from aigen.v1 import types_pb2
 
 QUALITIES = ("", "auto", "low", "medium", "high")
@@ -111,7 +111,7 @@ class Generations:
     def _fallback(self, requested: Sequence[types_pb2.ModelRef], session_chain: Sequence[tuple[str, str]]):
         if requested:
             return [
-                self.resolver.resolve_entry(ref.provider, ref.model, f"fallback[{i}]")
+                self.resolver.resolve_entry(ref.provider, ref.model, f"fallback[{i}].")
                 for i, ref in enumerate(requested)
             ]
         if session_chain:
@@ -183,16 +183,19 @@ class Generations:
     # Execution ----------------------------------------------------------------------------
     async def execute(self, prepared: Prepared, reporter: ProgressReporter) -> types_pb2.GenerationResult:
         """Run the chain, persist the image (and the turn), release the session."""
+        attempts: list[AttemptRecord] = []
         try:
-            served = await self.engine.run(prepared.plan, reporter)
+            served = await self.engine.run(prepared.plan, reporter, attempts)
             reporter.event(types_pb2.GenerationEvent.PHASE_PERSISTING, "storing the image")
             return await self._persist(prepared, served)
         except errors.AigenError as exc:
-            await self._record_failure(prepared, "failed", exc)
+            # A deadline that expired is a cancelled turn (Turn.STATUS_CANCELLED), not a failure.
+            status = "cancelled" if isinstance(exc, (errors.DeadlineExceeded, errors.Cancelled)) else "failed"
+            await asyncio.shield(self._record_failure(prepared, status, exc, attempts))
             raise
         except asyncio.CancelledError:
             await asyncio.shield(
-                self._record_failure(prepared, "cancelled", errors.Cancelled("cancelled by the caller"))
+                self._record_failure(prepared, "cancelled", errors.Cancelled("cancelled by the caller"), attempts)
             )
             raise
         finally:
@@ -246,12 +249,12 @@ class Generations:
             provider_state=served.result.provider_state,
         )
 
-    async def _record_failure(self, prepared: Prepared, status: str, error: errors.AigenError) -> None:
+    async def _record_failure(
+        self, prepared: Prepared, status: str, error: errors.AigenError, walked: Sequence[AttemptRecord] = ()
+    ) -> None:
         if prepared.session is None:
             return
-        from aigen.server.store.records import AttemptRecord
-
-        attempts = tuple(
+        attempts = tuple(walked) or tuple(
             AttemptRecord(
                 provider=a.provider,
                 model=a.model,

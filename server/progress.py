@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from aigen.server.providers.base import Progress
 from aigen.v1 import types_pb2
@@ -58,7 +58,7 @@ class ProgressReporter:
             return
         event = types_pb2.GenerationEvent(phase=phase, message=message, **fields)
         event.elapsed.CopyFrom(_duration(time.monotonic() - self._started))
-        event.time.CopyFrom(timestamp_pb2.Timestamp(seconds=int(time.time()), nanos=0))
+        event.time.FromNanoseconds(time.time_ns())
         if self._attempt is not None and phase not in (Phase.PHASE_COMPLETED, Phase.PHASE_FAILED):
             event.attempt.CopyFrom(self._attempt)
         self._emit(event)

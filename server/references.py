@@ -75,7 +75,7 @@ def _b64(text: str, field: str, max_bytes: int) -> bytes:
     try:
         return pybase64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError):
-        try:
-            return pybase64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
+        try:  # the URL-safe alphabet, validated too: garbage must not decode to a few stray bytes
+            return pybase64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise InvalidArgument(field, "not valid base64") from None

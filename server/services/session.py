@@ -85,7 +85,12 @@ class SessionServicer(pb2_grpc.SessionServiceServicer):
         """Sessions newest first, paged."""
         if request.page_size < 0:
             raise errors.InvalidArgument("pageSize", "must not be negative")
-        page = await self.store.list_sessions(request.project or None, request.page_size, request.page_token)
+        try:
+            page = await self.store.list_sessions(request.project or None, request.page_size, request.page_token)
+        except errors.InvalidArgument as exc:  # name the field as callers spell it
+            if [field for field, _ in exc.field_violations] != ["page_token"]:
+                raise
+            raise errors.InvalidArgument("pageToken", exc.field_violations[0][1]) from None
         currents = {}
         for session in page.sessions:
             if session.current_image_id:
