@@ -9,25 +9,19 @@ are data (`_Geometry`, `_Model`). BFL cannot cancel a task: cancelling only stop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import pybase64
 
 from aigen.server.errors import (
     CapabilityUnsupported,
     ContentRefused,
     ProviderError,
     ProviderNotConfigured,
-    ProviderRateLimited,
-    ProviderRejected,
-    ProviderTimeout,
     ProviderUnavailable,
 )
 from aigen.server.providers.base import (
@@ -35,11 +29,20 @@ from aigen.server.providers.base import (
     ImageProvider,
     ImageRequest,
     ImageResult,
-    InputImage,
     ModelProfile,
     Progress,
     ProgressCallback,
     register,
+)
+from aigen.server.providers.remote import (
+    allowed_schemes,
+    b64_text,
+    check_scheme,
+    download_image,
+    error_for_status,
+    parse_retry_after,
+    transport_errors,
+    with_model_id,
 )
 
 if TYPE_CHECKING:
@@ -135,12 +138,12 @@ class BflProvider(ImageProvider):
     ) -> None:
         self._key = api_key
         self._base_url = (base_url or "https://api.bfl.ai").rstrip("/")
-        self._models = _catalog(model_ids or {})
+        ids = model_ids or {}  # "bfl/flux-dev" wins over "flux-dev"
+        self._models = tuple(replace(model, profile=with_model_id(model.profile, ids)) for model in _MODELS)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)))
         self._max_download_bytes = max_download_bytes
         self._poll_interval_s = poll_interval_s
-        plain_http = self._base_url.startswith("http://")  # a local endpoint may answer over http
-        self._schemes = frozenset({"https", *(("http",) if plain_http else ())})
+        self._schemes = allowed_schemes(self._base_url)
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> BflProvider:
@@ -184,11 +187,10 @@ class BflProvider(ImageProvider):
         raise CapabilityUnsupported(f"bfl has no model {name!r}")
 
     def _check_scheme(self, url: str, what: str) -> None:
-        if url.partition(":")[0].lower() not in self._schemes:
-            raise ProviderUnavailable(f"bfl: unexpected {what} URL {url[:80]!r}")
+        check_scheme(url, self._schemes, NAME, what)
 
     async def _submit(self, model_id: str, body: dict[str, object]) -> str:
-        with _translated("submitting a task"):
+        with transport_errors(NAME, "submitting a task"):
             response = await self._http.post(f"{self._base_url}/v1/{model_id}", json=body, headers=self._headers())
             polling_url = _json(response).get("polling_url")
         if not isinstance(polling_url, str) or not polling_url:
@@ -200,7 +202,7 @@ class BflProvider(ImageProvider):
         """Poll until Ready and return the sample URL; cancellation simply stops polling."""
         while True:
             await asyncio.sleep(self._poll_interval_s)
-            with _translated("polling a task"):
+            with transport_errors(NAME, "polling a task"):
                 answer = _json(await self._http.get(polling_url, headers=self._headers()))
             status = answer.get("status")
             if status == "Ready":
@@ -214,25 +216,11 @@ class BflProvider(ImageProvider):
     async def _download(self, url: str) -> tuple[bytes, str]:
         """Fetch the signed sample URL (no key: it is another host) within the size cap."""
         self._check_scheme(url, "sample")
-        with _translated("downloading the image"):
-            async with self._http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise ProviderUnavailable(f"bfl: image download answered HTTP {response.status_code}")
-                data = await _read_capped(response, self._max_download_bytes)
-        return data, _mime_type(data, response.headers.get("content-type", ""))
+        with transport_errors(NAME, "downloading the image"):
+            return await download_image(self._http, url, self._max_download_bytes, NAME)
 
     def _headers(self) -> dict[str, str]:
         return {"x-key": self._key, "accept": "application/json"}
-
-
-def _catalog(model_ids: Mapping[str, str]) -> tuple[_Model, ...]:
-    """The models, with ids overridden by `model_ids` ("bfl/flux-dev" wins over "flux-dev")."""
-    models = []
-    for model in _MODELS:
-        name = model.profile.name
-        internal_id = model_ids.get(f"{NAME}/{name}") or model_ids.get(name) or model.profile.internal_id
-        models.append(replace(model, profile=replace(model.profile, internal_id=internal_id)))
-    return tuple(models)
 
 
 # Building the request ----------------------------------------------------------------------------
@@ -263,7 +251,7 @@ def _image_inputs(model: _Model, request: ImageRequest) -> dict[str, str]:
     fields = model.image_fields or ((model.reference_field,) if model.reference_field else ())
     if len(images) > len(fields):
         raise CapabilityUnsupported(f"{label} takes at most {len(fields)} images in all, got {len(images)}")
-    return {field: _base64(image) for field, image in zip(fields, images, strict=False)}
+    return {field: b64_text(image.data) for field, image in zip(fields, images, strict=False)}
 
 
 def _fit_size(width: int, height: int, geometry: _Geometry) -> tuple[int, int]:
@@ -284,10 +272,6 @@ def _fit_size(width: int, height: int, geometry: _Geometry) -> tuple[int, int]:
 def _snap(value: float, geometry: _Geometry, rounding: Any) -> int:
     side = int(rounding(value / geometry.multiple)) * geometry.multiple
     return min(max(side, geometry.min_side), geometry.max_side or side)
-
-
-def _base64(image: InputImage) -> str:
-    return pybase64.b64encode(image.data).decode()
 
 
 # Reading answers ---------------------------------------------------------------------------------
@@ -325,61 +309,15 @@ def _details(answer: Mapping[str, Any]) -> str:
     return str(answer.get("details") or answer.get("detail") or "no details")[:300]
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ProviderUnavailable(f"bfl: the image is {declared} bytes; the limit is {limit}")
-    chunks, total = [], 0
-    async for chunk in response.aiter_bytes():
-        total += len(chunk)
-        if total > limit:
-            raise ProviderUnavailable(f"bfl: the image exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _mime_type(data: bytes, declared: str) -> str:
-    """The image type from its first bytes, else the declared one."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    declared = declared.split(";")[0].strip().lower()
-    if declared.startswith("image/"):
-        return declared
-    raise ProviderUnavailable("bfl: the output is not an image")
-
-
 # Errors ------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """Turn transport exceptions raised while doing `action` into ProviderError subclasses."""
-    try:
-        yield
-    except ProviderError:
-        raise
-    except httpx.TimeoutException as exc:
-        raise ProviderTimeout(f"bfl: timed out {action}") from exc
-    except httpx.HTTPError as exc:
-        raise ProviderUnavailable(f"bfl: {type(exc).__name__} while {action}") from exc
 
 
 def _http_error(response: httpx.Response) -> ProviderError:
     status, detail = response.status_code, _error_detail(response)
-    message = f"bfl: {detail} (HTTP {status})"
-    if status in (400, 422):
-        return ProviderRejected(message)
     if status == 402:
         return ProviderNotConfigured(f"bfl: the account is out of credits (HTTP 402): {detail}")
-    if status in (401, 403):
-        return ProviderNotConfigured(message)
-    if status == 429:
-        return ProviderRateLimited(message, retry_after=_retry_after(response.headers.get("retry-after")))
-    return ProviderUnavailable(message)
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return error_for_status(status, f"bfl: {detail} (HTTP {status})", retry_after=retry_after, transient_4xx=True)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -391,15 +329,3 @@ def _error_detail(response: httpx.Response) -> str:
     if isinstance(detail, list):
         detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
     return str(detail or response.reason_phrase)[:300]
-
-
-def _retry_after(header: str | None) -> float | None:
-    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
-    if not header:
-        return None
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(header))
-    with contextlib.suppress(TypeError, ValueError):
-        moment = parsedate_to_datetime(header)
-        return max(0.0, (moment - moment.now(moment.tzinfo)).total_seconds())
-    return None

@@ -7,12 +7,9 @@ is replayed before the next instructions when the image to edit is that very out
 
 from __future__ import annotations
 
-import base64
-import email.utils
 import hashlib
 import json
 import re
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,8 +25,6 @@ from aigen.server.errors import (
     ContentRefused,
     ProviderError,
     ProviderNotConfigured,
-    ProviderRateLimited,
-    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
 )
@@ -43,6 +38,7 @@ from aigen.server.providers.base import (
     ProgressCallback,
     register,
 )
+from aigen.server.providers.remote import b64_bytes, b64_text, error_for_status, parse_retry_after
 
 if TYPE_CHECKING:
     from aigen.server.config import Settings
@@ -86,14 +82,6 @@ MODELS = (
     ),
 )
 
-# HTTP status -> error class; other 4xx are rejections, other 5xx outages.
-_STATUS_ERRORS: dict[int, type[ProviderError]] = {
-    401: ProviderNotConfigured,
-    403: ProviderNotConfigured,
-    408: ProviderTimeout,
-    429: ProviderRateLimited,
-    504: ProviderTimeout,
-}
 # google.rpc.ErrorInfo reasons that mean the credential, not the request, is at fault.
 _KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED"}
 
@@ -227,7 +215,7 @@ def _digest(data: bytes) -> str:
 
 
 def _signature(part: types.Part) -> str | None:
-    return base64.b64encode(part.thought_signature).decode() if part.thought_signature else None
+    return b64_text(part.thought_signature) if part.thought_signature else None
 
 
 def _state(prompt: str, internal_id: str, parts: list[types.Part], image: bytes) -> bytes | None:
@@ -262,7 +250,7 @@ def _history(state: bytes | None, source: InputImage, internal_id: str) -> list[
 
 
 def _saved_part(item: dict[str, Any], source: InputImage) -> types.Part:
-    signature = base64.b64decode(item["signature"]) if item.get("signature") else None
+    signature = b64_bytes(item["signature"], strict=False) if item.get("signature") else None
     if "image" in item:
         blob = types.Blob(data=source.data, mime_type=item["image"])
         return types.Part(inline_data=blob, thought_signature=signature)
@@ -337,10 +325,7 @@ def _api_error(exc: genai_errors.APIError) -> ProviderError:
     code = exc.code or 0
     if reasons & _KEY_REASONS or (code == 400 and exc.status == "FAILED_PRECONDITION"):
         return ProviderNotConfigured(f"{message} (the API key or account cannot use this model)")
-    kind = _STATUS_ERRORS.get(code) or (ProviderRejected if 400 <= code < 500 else ProviderUnavailable)
-    if kind is ProviderRateLimited:
-        return ProviderRateLimited(message, retry_after=_retry_after(exc, details))
-    return kind(message)
+    return error_for_status(code, message, retry_after=_retry_after(exc, details))
 
 
 def _details(exc: genai_errors.APIError) -> list[dict[str, Any]]:
@@ -355,21 +340,9 @@ def _retry_after(exc: genai_errors.APIError, details: list[dict[str, Any]]) -> f
     headers = getattr(exc.response, "headers", None)
     header = headers.get("retry-after") if headers is not None else None
     if header:
-        return _parse_retry_after(header)
+        return parse_retry_after(header)
     for detail in details:
         delay = detail.get("retryDelay")
         if isinstance(delay, str) and (match := re.fullmatch(r"(\d+(?:\.\d+)?)s", delay.strip())):
             return float(match.group(1))
     return None
-
-
-def _parse_retry_after(value: str) -> float | None:
-    """Retry-After as seconds or an HTTP date."""
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

@@ -8,17 +8,13 @@ previews, and the `*.completed` event carries the final image.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import io
-import math
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import openai
-import pybase64
 from PIL import Image
 
 from aigen.server.errors import (
@@ -26,11 +22,10 @@ from aigen.server.errors import (
     ContentRefused,
     ProviderError,
     ProviderNotConfigured,
-    ProviderRateLimited,
-    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
 )
+from aigen.server.imaging import nearest_ratio, ratio_value
 from aigen.server.providers.base import (
     ImageProvider,
     ImageRequest,
@@ -41,6 +36,7 @@ from aigen.server.providers.base import (
     ProgressCallback,
     register,
 )
+from aigen.server.providers.remote import b64_bytes, error_for_status, parse_retry_after
 
 if TYPE_CHECKING:
     from aigen.server.config import Settings
@@ -72,14 +68,6 @@ QUALITIES = ("low", "medium", "high", "auto")
 UPLOAD_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 OUTPUT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 REFUSAL_CODES = {"moderation_blocked", "content_policy_violation"}
-# HTTP status -> error class; other 4xx are rejections, other 5xx outages.
-_STATUS_ERRORS: dict[int, type[ProviderError]] = {
-    401: ProviderNotConfigured,
-    403: ProviderNotConfigured,
-    408: ProviderTimeout,
-    429: ProviderRateLimited,
-    504: ProviderTimeout,
-}
 
 FileTuple = tuple[str, bytes, str]
 
@@ -171,27 +159,16 @@ class OpenAIProvider(ImageProvider):
 # Request translation.
 
 
-def _nearest_ratio(width: int, height: int) -> str:
-    """The output ratio closest to width/height (compared in log space)."""
-    value = width / height
-    return min(SIZES, key=lambda ratio: abs(math.log(_ratio(ratio) / value)))
-
-
-def _ratio(ratio: str) -> float:
-    across, down = ratio.split(":")
-    return int(across) / int(down)
-
-
 def _size(request: ImageRequest) -> tuple[str, tuple[str, ...]]:
     """The output size for the request, and how it differs from what was asked."""
     if request.size:
         width, height = (int(side) for side in request.size.lower().split("x"))
-        size = SIZES[_nearest_ratio(width, height)]
+        size = SIZES[nearest_ratio(width / height, tuple(SIZES))]
         return size, (() if size == f"{width}x{height}" else (f"size {request.size} -> {size}",))
     degradations: list[str] = []
     ratio = request.aspect_ratio
     if ratio not in SIZES:
-        chosen = _nearest_ratio(*(int(side) for side in ratio.split(":")))
+        chosen = nearest_ratio(ratio_value(ratio), tuple(SIZES))
         degradations.append(f"aspect_ratio {ratio} -> {chosen}")
         ratio = chosen
     if request.image_size not in PROFILE.image_sizes:
@@ -258,12 +235,12 @@ async def _consume(stream: openai.AsyncStream[Any], progress: ProgressCallback) 
     try:
         async for event in stream:
             if event.type.endswith(".partial_image"):
-                preview = pybase64.b64decode(event.b64_json or "", validate=True)
+                preview = b64_bytes(event.b64_json or "")
                 message = f"partial image {event.partial_image_index + 1} of {PARTIAL_IMAGES}"
                 if preview:
                     progress(Progress(message=message, preview=InputImage(preview, _mime(event))))
             elif event.type.endswith(".completed"):
-                data = pybase64.b64decode(event.b64_json or "", validate=True)
+                data = b64_bytes(event.b64_json or "")
                 if not data:
                     raise ProviderUnavailable("OpenAI sent an empty image")
                 revised = getattr(event, "revised_prompt", None) or ""
@@ -305,11 +282,7 @@ def _status_error(exc: openai.APIStatusError) -> ProviderError:
         return ContentRefused(message)
     if exc.code == "insufficient_quota":
         return ProviderNotConfigured(f"{message} (the account has no quota left)")
-    status = exc.status_code
-    kind = _STATUS_ERRORS.get(status) or (ProviderRejected if 400 <= status < 500 else ProviderUnavailable)
-    if kind is ProviderRateLimited:
-        return ProviderRateLimited(message, retry_after=_retry_after(exc.response.headers))
-    return kind(message)
+    return error_for_status(exc.status_code, message, retry_after=_retry_after(exc.response.headers))
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -320,14 +293,4 @@ def _retry_after(headers: Any) -> float | None:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(headers.get("retry-after"))

@@ -16,14 +16,11 @@ import io
 import logging
 import math
 import re
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import pybase64
 import replicate
 from PIL import Image, ImageOps
 from replicate.exceptions import ModelError, ReplicateError
@@ -34,7 +31,6 @@ from aigen.server.errors import (
     ContentRefused,
     ProviderError,
     ProviderNotConfigured,
-    ProviderRateLimited,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
@@ -49,6 +45,16 @@ from aigen.server.providers.base import (
     Progress,
     ProgressCallback,
     register,
+)
+from aigen.server.providers.remote import (
+    allowed_schemes,
+    check_scheme,
+    data_uri,
+    download_image,
+    error_for_status,
+    parse_retry_after,
+    transport_errors,
+    with_model_id,
 )
 
 if TYPE_CHECKING:
@@ -182,15 +188,15 @@ class ReplicateProvider(ImageProvider):
         inline_limit_bytes: int = MiB,
     ) -> None:
         self._token = api_token
-        self._models = _catalog(model_ids or {})
+        ids = model_ids or {}  # "replicate/flux-pro" wins over "flux-pro"
+        self._models = tuple(replace(model, profile=with_model_id(model.profile, ids)) for model in _MODELS)
         self._client = _sdk_client(api_token, base_url, timeout_s)
         self._downloads = httpx.AsyncClient(timeout=timeout_s, follow_redirects=True)
         self._max_download_bytes = max_download_bytes
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
         self._inline_limit_bytes = inline_limit_bytes
-        plain_http = (base_url or "").startswith("http://")  # a local endpoint may serve outputs over http
-        self._schemes = frozenset({"https", "data", *(("http",) if plain_http else ())})
+        self._schemes = allowed_schemes(base_url, "data")
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> ReplicateProvider:
@@ -248,7 +254,7 @@ class ReplicateProvider(ImageProvider):
 
     async def _file_input(self, image: InputImage) -> str:
         if len(image.data) <= self._inline_limit_bytes:
-            return _data_uri(image)
+            return data_uri(image)
         extension = image.mime_type.rpartition("/")[2] or "bin"
         with _translated("uploading an input image"):
             async with asyncio.timeout(self._timeout_s):
@@ -284,17 +290,10 @@ class ReplicateProvider(ImageProvider):
         return _succeeded(prediction)
 
     async def _download(self, url: str) -> tuple[bytes, str]:
-        scheme = url.partition(":")[0].lower()
-        if scheme not in self._schemes:
-            raise ProviderUnavailable(f"replicate: unexpected output URL scheme {scheme!r}")
-        if scheme == "data":
-            return _decode_data_uri(url, self._max_download_bytes)
+        """The output image: a data URI, or a URL fetched within the size cap."""
+        check_scheme(url, self._schemes, NAME, "output")
         with _translated("downloading the image"):
-            async with self._downloads.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise ProviderUnavailable(f"replicate: image download answered HTTP {response.status_code}")
-                data = await _read_capped(response, self._max_download_bytes)
-        return data, _mime_type(data, response.headers.get("content-type", ""))
+            return await download_image(self._downloads, url, self._max_download_bytes, NAME)
 
 
 class _Reporter:
@@ -313,16 +312,6 @@ class _Reporter:
         if update != self._last:
             self._last = update
             self._callback(update)
-
-
-def _catalog(model_ids: Mapping[str, str]) -> tuple[_Model, ...]:
-    """The models, with ids overridden by `model_ids` ("replicate/flux-pro" wins over "flux-pro")."""
-    models = []
-    for model in _MODELS:
-        name = model.profile.name
-        internal_id = model_ids.get(f"{NAME}/{name}") or model_ids.get(name) or model.profile.internal_id
-        models.append(replace(model, profile=replace(model.profile, internal_id=internal_id)))
-    return tuple(models)
 
 
 def _sdk_client(token: str, base_url: str, timeout_s: float) -> replicate.Client:
@@ -438,10 +427,6 @@ def _opened(image: InputImage, what: str) -> Iterator[Image.Image]:
         raise ProviderRejected(f"replicate: {what} cannot be decoded") from exc
 
 
-def _data_uri(image: InputImage) -> str:
-    return f"data:{image.mime_type};base64,{pybase64.b64encode(image.data).decode()}"
-
-
 # Reading the outcome -----------------------------------------------------------------------------
 
 
@@ -469,94 +454,39 @@ def _output_url(output: object) -> str:
     return url
 
 
-def _decode_data_uri(uri: str, limit: int) -> tuple[bytes, str]:
-    header, _, payload = uri.partition(",")
-    if len(payload) * 3 // 4 > limit:
-        raise ProviderUnavailable(f"replicate: the image exceeds {limit} bytes")
-    mime_type = header[5:].split(";")[0]
-    try:
-        if header.endswith(";base64"):
-            data = pybase64.b64decode(payload, validate=True)
-        else:
-            data = urllib.parse.unquote_to_bytes(payload)
-    except ValueError as exc:
-        raise ProviderUnavailable("replicate: the image data URI is malformed") from exc
-    return data, _mime_type(data, mime_type)
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ProviderUnavailable(f"replicate: the image is {declared} bytes; the limit is {limit}")
-    chunks, total = [], 0
-    async for chunk in response.aiter_bytes():
-        total += len(chunk)
-        if total > limit:
-            raise ProviderUnavailable(f"replicate: the image exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _mime_type(data: bytes, declared: str) -> str:
-    """The image type from its first bytes, else the declared one."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data.startswith(b"GIF8"):
-        return "image/gif"
-    declared = declared.split(";")[0].strip().lower()
-    if declared.startswith("image/"):
-        return declared
-    raise ProviderUnavailable("replicate: the output is not an image")
-
-
 # Errors ------------------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def _translated(action: str) -> Iterator[None]:
     """Turn SDK and transport exceptions raised while doing `action` into ProviderError subclasses."""
-    try:
-        yield
-    except ProviderError:
-        raise
-    except ReplicateError as exc:
-        raise _api_error(exc) from exc
-    except ModelError as exc:
-        raise _failure(str(exc.prediction.error or exc)) from exc
-    except (httpx.TimeoutException, TimeoutError) as exc:
-        raise ProviderTimeout(f"replicate: timed out {action}") from exc
-    except httpx.HTTPError as exc:
-        raise ProviderUnavailable(f"replicate: {type(exc).__name__} while {action}") from exc
-    except (ValueError, TypeError, KeyError) as exc:  # malformed JSON or a prediction missing fields
-        raise ProviderUnavailable(f"replicate: malformed answer while {action}") from exc
+    with transport_errors(NAME, action):
+        try:
+            yield
+        except ReplicateError as exc:
+            raise _api_error(exc) from exc
+        except ModelError as exc:
+            raise _failure(str(exc.prediction.error or exc)) from exc
+        except TimeoutError as exc:  # asyncio.timeout around an SDK call
+            raise ProviderTimeout(f"replicate: timed out {action}") from exc
+        except (ValueError, TypeError, KeyError) as exc:  # malformed JSON or a prediction missing fields
+            raise ProviderUnavailable(f"replicate: malformed answer while {action}") from exc
 
 
 def _api_error(exc: ReplicateError) -> ProviderError:
     status = exc.status or 0
-    message = f"replicate: {exc.detail or exc.title or 'error'} (HTTP {status})"
-    if status in (400, 422):
-        return ProviderRejected(message)
     if status == 402:
         return ProviderNotConfigured(f"replicate: the account is out of credit (HTTP 402): {exc.detail or ''}")
-    if status in (401, 403):
-        return ProviderNotConfigured(message)
-    if status == 429:
-        return ProviderRateLimited(message, retry_after=_retry_after(_RETRY_AFTER.get(), exc.detail or ""))
-    return ProviderUnavailable(message)
+    message = f"replicate: {exc.detail or exc.title or 'error'} (HTTP {status})"
+    retry_after = _retry_after(_RETRY_AFTER.get(), exc.detail or "")
+    return error_for_status(status, message, retry_after=retry_after, transient_4xx=True)
 
 
 def _retry_after(header: str | None, detail: str) -> float | None:
     """Seconds from a Retry-After header (seconds or HTTP date), else from "available in N seconds"."""
-    if header:
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(header))
-        with contextlib.suppress(TypeError, ValueError):
-            moment = parsedate_to_datetime(header)
-            return max(0.0, (moment - moment.now(moment.tzinfo)).total_seconds())
+    seconds = parse_retry_after(header)
+    if seconds is not None:
+        return seconds
     found = _RETRY_IN.search(detail)
     return float(found.group(1)) if found else None
 
