@@ -14,10 +14,12 @@ from aigen.server.engine import FallbackEngine
 from aigen.server.generation import Generations
 from aigen.server.health import ModelHealth
 from aigen.server.interceptor import ErrorInterceptor
+from aigen.server.layered import LayeredSessions
 from aigen.server.models import ModelResolver
 from aigen.server.providers.base import ProviderRegistry, registered_provider_classes
 from aigen.server.services.generation import GenerationServicer
 from aigen.server.services.image import ImageServicer
+from aigen.server.services.layers import LayerServicer
 from aigen.server.services.session import SessionServicer
 from aigen.server.store.base import Store
 from aigen.server.store.sqlite import SqliteStore
@@ -26,6 +28,8 @@ from aigen.v1 import (
     generation_service_pb2_grpc,
     image_service_pb2,
     image_service_pb2_grpc,
+    layer_service_pb2,
+    layer_service_pb2_grpc,
     session_service_pb2,
     session_service_pb2_grpc,
 )
@@ -36,6 +40,7 @@ SERVICE_NAMES = (
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     generation_service_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
     image_service_pb2.DESCRIPTOR.services_by_name["ImageService"].full_name,
+    layer_service_pb2.DESCRIPTOR.services_by_name["LayerService"].full_name,
 )
 
 
@@ -85,7 +90,8 @@ async def start_server(
     resolver = ModelResolver(registry, settings, model_health)
     engine = FallbackEngine(registry, settings, model_health)
     base_url = public_base_url(settings)
-    generations = Generations(settings, resolver, store, engine, base_url)
+    layered = LayeredSessions(store)
+    generations = Generations(settings, resolver, store, engine, layered, base_url)
 
     # The interceptor reports requests past the cap as INVALID_ARGUMENT; the transport's own
     # limit only bounds memory, far above it.
@@ -103,6 +109,7 @@ async def start_server(
         GenerationServicer(generations, resolver), server
     )
     image_service_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(store), server)
+    layer_service_pb2_grpc.add_LayerServiceServicer_to_server(LayerServicer(layered, base_url), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from aigen.server import errors
 from aigen.server.config import Settings
+from aigen.server.convert import layer_proto
 from aigen.server.engine import FallbackEngine, Plan, Served, build_chain
 from aigen.server.ids import new_id
 from aigen.server.imaging import (
@@ -25,6 +26,7 @@ from aigen.server.imaging import (
     parse_size,
     target_dimensions,
 )
+from aigen.server.layered import LayeredEdit, LayeredSessions
 from aigen.server.models import ModelResolver
 from aigen.server.progress import ProgressReporter
 from aigen.server.providers.base import ALL_ASPECT_RATIOS, ImageRequest, InputImage
@@ -54,12 +56,19 @@ class Generations:
     """The generation use cases behind GenerationService."""
 
     def __init__(
-        self, settings: Settings, resolver: ModelResolver, store: Store, engine: FallbackEngine, base_url: str
+        self,
+        settings: Settings,
+        resolver: ModelResolver,
+        store: Store,
+        engine: FallbackEngine,
+        layered: LayeredSessions,
+        base_url: str,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
         self.store = store
         self.engine = engine
+        self.layered = layered
         self.base_url = base_url
 
     # Preparation --------------------------------------------------------------------------
@@ -173,9 +182,14 @@ class Generations:
         image = await self.store.get_image(session.current_image_id)
         data = await self.store.read_blob(image.sha256)
         last = await self.store.last_completed_turn(session.session_id)
+        mask = None
+        if session.mode == "layered":
+            mask_png = await self.layered.edit_mask(session, (image.width, image.height))
+            mask = InputImage(mask_png, "image/png") if mask_png else None
         request = dataclasses.replace(
             plan.request,
             source_image=InputImage(data, image.content_type),
+            mask=mask,
             provider_state=last.provider_state if last else None,
         )
         return dataclasses.replace(plan, request=request, state_provider=last.served_provider if last else "")
@@ -204,26 +218,51 @@ class Generations:
 
     async def _persist(self, prepared: Prepared, served: Served) -> types_pb2.GenerationResult:
         session = prepared.session
-        sha = await self.store.write_blob(served.result.data)
+        data, content_type, width, height = served.result.data, served.mime_type, served.width, served.height
+        edit = await self._layered_edit(prepared, data)
+        if edit is not None:
+            data, content_type, width, height = edit.image_png, "image/png", edit.width, edit.height
+        sha = await self.store.write_blob(data)
         image = ImageRecord(
             image_id=new_id("img"),
             sha256=sha,
-            content_type=served.mime_type,
-            width=served.width,
-            height=served.height,
-            size_bytes=len(served.result.data),
+            content_type=content_type,
+            width=width,
+            height=height,
+            size_bytes=len(data),
             created_at=time.time(),
             session_id=session.session_id if session else None,
         )
         credits = served.profile.credits_per_image
-        turn = None
+        turn, layer_records = None, None
         if session is None:
             await self.store.insert_image(image)
         else:
+            layer_images: list[ImageRecord] = []
+            if edit is not None:
+                kept = {r.layer_id: r for r in await self.store.list_layers(session.session_id) if r.locked}
+                layer_images, layer_records = await self.layered.store_stack(session.session_id, edit.stack, kept)
+            elif session.mode == "layered" and prepared.kind == "generate":
+                layer_records = []  # a new image starts without layers
             turn = await self.store.commit_turn(
-                self._turn(prepared, served, image, credits), [image], current_image_id=image.image_id
+                self._turn(prepared, served, image, credits),
+                [image, *layer_images],
+                current_image_id=image.image_id,
+                layers=layer_records,
             )
-        return self._result(prepared, served, image, credits, turn)
+        result = self._result(prepared, served, image, credits, turn, data)
+        if edit is not None:
+            result.layers.extend(layer_proto(r, self.base_url) for r in layer_records)
+            result.lock_drift.CopyFrom(edit.drift)
+        return result
+
+    async def _layered_edit(self, prepared: Prepared, data: bytes) -> LayeredEdit | None:
+        """Locked layers restored over an iterate's output, in a layered session with layers."""
+        session = prepared.session
+        if session is None or session.mode != "layered" or prepared.kind != "iterate":
+            return None
+        current = await self.store.get_image(session.current_image_id)
+        return await self.layered.apply_edit(session, data, (current.width, current.height))
 
     def _turn(self, prepared: Prepared, served: Served, image: ImageRecord, credits: int) -> TurnRecord:
         request = prepared.plan.request
@@ -288,7 +327,13 @@ class Generations:
             await self.store.commit_turn(turn)
 
     def _result(
-        self, prepared: Prepared, served: Served, image: ImageRecord, credits: int, turn: TurnRecord | None
+        self,
+        prepared: Prepared,
+        served: Served,
+        image: ImageRecord,
+        credits: int,
+        turn: TurnRecord | None,
+        data: bytes,
     ) -> types_pb2.GenerationResult:
         from aigen.server.convert import attempt_proto, duration, image_url
 
@@ -311,7 +356,7 @@ class Generations:
             aspect_ratio=prepared.plan.request.aspect_ratio,
         )
         if not prepared.omit_image_data:
-            result.data = served.result.data
+            result.data = data
         if served_pair != prepared.requested:
             result.fallback_used.CopyFrom(types_pb2.ModelRef(provider=served_pair[0], model=served_pair[1]))
             result.original_request.CopyFrom(
