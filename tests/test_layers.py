@@ -483,6 +483,17 @@ def test_reseparate_with_half_transparent_locked_pixels() -> None:
     assert max_error(composite(stack), restored) <= 1
 
 
+def test_reseparate_accepts_the_current_stack_size(flat_rgba, flat_layers) -> None:
+    locked = [lock(layer, f"lyr_{index}") for index, layer in enumerate(flat_layers)]
+    restored = restore_locked(repainted(flat_rgba), (1024, 1024), locked).pixels
+    assert np.array_equal(restored, flat_rgba)  # everything locked: nothing changes
+    stack = reseparate_unlocked(restored, locked, 12)
+    assert [layer.layer_id for layer in stack] == [layer.layer_id for layer in locked]
+    assert all(a is b for a, b in zip(stack, locked, strict=True))
+    with pytest.raises(InvalidArgument):
+        reseparate_unlocked(restored, locked, 0)
+
+
 def test_reseparate_without_locks_is_a_separation(flat_rgba) -> None:
     stack = reseparate_unlocked(flat_rgba, [], 3)
     assert len(stack) == 3

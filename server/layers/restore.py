@@ -60,6 +60,8 @@ def restore_locked(
     Drift compares the fitted edit with the restored image inside the locked pixels.
     """
     width, height = original_size
+    if width < 1 or height < 1:
+        raise ValueError("the session image size must be positive")
     layers = [layer_pixels(layer) for layer in locked]
     if any(layer.shape[:2] != (height, width) for layer in layers):
         raise ValueError("locked layers must have the session image size")

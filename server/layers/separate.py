@@ -71,12 +71,15 @@ def reseparate_unlocked(
     size of the whole stack, locked layers included (when they already fill it, whatever
     they leave visible becomes one new layer). A new background is always made unless a
     locked layer is the bottom one. Compositing the result gives back `restored` (up to
-    rounding, for an opaque `restored`).
+    rounding, for an opaque `restored`). Unlike `separate`, any `layer_count` of at least 1
+    is accepted, so that a stack can be kept at its current size whatever it is.
     """
-    _check_count(layer_count)
+    if layer_count is not None and layer_count < 1:
+        raise InvalidArgument("layer_count", "must be at least 1")
     result = as_rgba(restored)
     if not locked:
-        return separate_rgba(result, layer_count)
+        count = None if layer_count is None else min(max(layer_count, MIN_LAYERS), MAX_LAYERS)
+        return separate_rgba(result, count)
     ordered = sorted(locked, key=lambda layer: layer.z_order)
     if any(layer.pixels.shape != result.shape for layer in ordered):
         raise ValueError("locked layers must have the size of the restored image")
