@@ -63,12 +63,17 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    data_dir: Path, providers: Sequence[ImageProvider] = (), **overrides
+    data_dir: Path, providers: Sequence[ImageProvider] | None = (), **overrides
 ) -> AsyncIterator[Harness]:
-    """Start the server with exactly `providers` registered; stop it on exit."""
-    registry = ProviderRegistry()
-    for provider in providers:
-        registry.add(provider)
+    """Start the server with exactly `providers` registered; stop it on exit.
+
+    With `providers=None` the server builds its real providers from the settings.
+    """
+    registry = None
+    if providers is not None:
+        registry = ProviderRegistry()
+        for provider in providers:
+            registry.add(provider)
     settings = make_settings(data_dir, **overrides)
     server = await start_server(settings, registry=registry)
     channel = grpc.aio.insecure_channel(

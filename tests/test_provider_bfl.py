@@ -108,6 +108,18 @@ async def test_generate_submits_polls_another_host_and_downloads(provider, fake,
     assert "x-key" not in download.headers  # the signed sample URL needs no key
 
 
+async def test_qualified_model_id_wins_over_the_short_name(fake):
+    ids = {"flux-2-max": "flux-2-max-preview", "bfl/flux-2-max": "flux-2-pro", "flux-2-flex": "flux-2-flex-v2"}
+    provider = make_provider(fake, {"model_ids": ids})
+    profiles = {profile.name: profile for profile in provider.models()}
+    assert (profiles["flux-2-max"].internal_id, profiles["flux-2-max"].aliases) == ("flux-2-pro", ())
+    assert (profiles["flux-2-flex"].internal_id, profiles["flux-2-flex"].aliases) == ("flux-2-flex-v2", ())
+
+    await provider.generate(ImageRequest(prompt="a lighthouse", model="flux-2-max"), lambda _: None)
+    assert fake.submissions[-1].path == "/v1/flux-2-pro"
+    await provider.aclose()
+
+
 @pytest.mark.parametrize(
     ("model", "size", "sent"),
     [

@@ -144,6 +144,20 @@ async def test_internal_ids_come_from_settings(fake):
         await provider.aclose()
 
 
+async def test_qualified_model_id_wins_over_the_short_name(fake):
+    ids = {"nano-banana": "gemini-2.6-flash-image", "gemini/nano-banana": "gemini-2.7-flash-image"}
+    provider = make_provider(fake, model_ids=ids)
+    try:
+        profile = next(profile for profile in provider.models() if profile.name == "nano-banana")
+        assert profile.internal_id == "gemini-2.7-flash-image"
+        assert profile.aliases == ("gemini-2.5-flash-image",)
+
+        await generate(provider, model="gemini-2.5-flash-image")
+        assert fake.last.match["model"] == "gemini-2.7-flash-image"
+    finally:
+        await provider.aclose()
+
+
 # Editing and references.
 
 

@@ -167,6 +167,19 @@ async def test_model_names_and_configured_id(fake):
         await custom.aclose()
 
 
+async def test_qualified_model_id_wins_over_the_short_name(fake):
+    provider = make_provider(fake, model_ids={"gpt-image": "gpt-image-2", "openai/gpt-image": "gpt-image-3"})
+    try:
+        [profile] = provider.models()
+        assert profile.internal_id == "gpt-image-3"
+        assert profile.aliases == ("gpt-image-1", "gpt-image-1.5")
+
+        await generate(provider, model="gpt-image-1.5")
+        assert fake.last.json["model"] == "gpt-image-3"
+    finally:
+        await provider.aclose()
+
+
 async def test_unknown_model_and_too_many_references(provider, fake):
     with pytest.raises(CapabilityUnsupported):
         await generate(provider, model="dall-e-3")

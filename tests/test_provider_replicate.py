@@ -106,6 +106,22 @@ async def test_model_ids_come_from_settings(fake):
     await provider.aclose()
 
 
+async def test_qualified_model_id_wins_and_the_default_stays_an_alias(fake):
+    ids = {"recraft": "recraft-ai/recraft-v2", "replicate/recraft": "recraft-ai/recraft-v3-svg"}
+    provider = make_provider(fake, {"model_ids": ids})
+    recraft = next(profile for profile in provider.models() if profile.name == "recraft")
+    assert recraft.internal_id == "recraft-ai/recraft-v3-svg"
+    assert recraft.aliases == ("recraft-ai/recraft-v3",)
+    short_only = make_provider(fake, {"model_ids": {"flux-pro": "black-forest-labs/flux-dev"}})
+    flux_pro = next(profile for profile in short_only.models() if profile.name == "flux-pro")
+    assert flux_pro.aliases == ("black-forest-labs/flux-1.1-pro",)
+
+    await generate(short_only, "black-forest-labs/flux-1.1-pro")  # the old id still selects the model
+    assert fake.created[-1].path == "/v1/models/black-forest-labs/flux-dev/predictions"
+    await provider.aclose()
+    await short_only.aclose()
+
+
 # Generation per model.
 
 

@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -38,7 +37,13 @@ from aigen.server.providers.base import (
     ProgressCallback,
     register,
 )
-from aigen.server.providers.remote import b64_bytes, b64_text, error_for_status, parse_retry_after
+from aigen.server.providers.remote import (
+    b64_bytes,
+    b64_text,
+    error_for_status,
+    parse_retry_after,
+    with_model_id,
+)
 
 if TYPE_CHECKING:
     from aigen.server.config import Settings
@@ -87,13 +92,8 @@ _KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED",
 
 
 def _profiles(settings: Settings) -> tuple[ModelProfile, ...]:
-    """The built-in profiles with internal ids from settings; a replaced id stays an alias."""
-    profiles = []
-    for profile in MODELS:
-        internal_id = settings.model_ids.get(profile.name, profile.internal_id)
-        aliases = () if internal_id == profile.internal_id else (profile.internal_id,)
-        profiles.append(replace(profile, internal_id=internal_id, aliases=profile.aliases + aliases))
-    return tuple(profiles)
+    """The built-in profiles with internal ids from settings (a replaced id stays an alias)."""
+    return tuple(with_model_id(profile, settings.model_ids) for profile in MODELS)
 
 
 @register

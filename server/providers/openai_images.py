@@ -36,7 +36,7 @@ from aigen.server.providers.base import (
     ProgressCallback,
     register,
 )
-from aigen.server.providers.remote import b64_bytes, error_for_status, parse_retry_after
+from aigen.server.providers.remote import b64_bytes, error_for_status, parse_retry_after, with_model_id
 
 if TYPE_CHECKING:
     from aigen.server.config import Settings
@@ -73,11 +73,8 @@ FileTuple = tuple[str, bytes, str]
 
 
 def _profile(settings: Settings) -> ModelProfile:
-    """The profile with the internal id from settings; a replaced default id stays an alias."""
-    internal_id = settings.model_ids.get(PROFILE.name, DEFAULT_MODEL_ID)
-    if internal_id == DEFAULT_MODEL_ID:
-        return PROFILE
-    return replace(PROFILE, internal_id=internal_id, aliases=(*PROFILE.aliases, DEFAULT_MODEL_ID))
+    """The profile with the internal id from settings (a replaced default id stays an alias)."""
+    return with_model_id(PROFILE, settings.model_ids)
 
 
 @register
@@ -231,9 +228,16 @@ def _alpha_mask(mask: bytes, source: bytes | None) -> bytes:
 
 
 async def _consume(stream: openai.AsyncStream[Any], progress: ProgressCallback) -> ImageResult:
-    """Read the event stream: previews to `progress`, the completed event as the result."""
+    """Read the event stream to its end: previews to `progress`, the completed event as the result.
+
+    The stream is read past the completed event: closing a response before its end discards the
+    connection, so every generation would open a new one (measured: +2-3 ms CPU per request).
+    """
+    result: ImageResult | None = None
     try:
         async for event in stream:
+            if result is not None:
+                continue
             if event.type.endswith(".partial_image"):
                 preview = b64_bytes(event.b64_json or "")
                 message = f"partial image {event.partial_image_index + 1} of {PARTIAL_IMAGES}"
@@ -244,10 +248,12 @@ async def _consume(stream: openai.AsyncStream[Any], progress: ProgressCallback) 
                 if not data:
                     raise ProviderUnavailable("OpenAI sent an empty image")
                 revised = getattr(event, "revised_prompt", None) or ""
-                return ImageResult(data=data, mime_type=_mime(event), revised_prompt=revised)
+                result = ImageResult(data=data, mime_type=_mime(event), revised_prompt=revised)
     finally:
         await stream.close()
-    raise ProviderUnavailable("OpenAI's stream ended without an image")
+    if result is None:
+        raise ProviderUnavailable("OpenAI's stream ended without an image")
+    return result
 
 
 def _mime(event: Any) -> str:

@@ -32,9 +32,16 @@ from aigen.server.providers.base import InputImage, ModelProfile
 
 
 def with_model_id(profile: ModelProfile, model_ids: Mapping[str, str]) -> ModelProfile:
-    """The profile with its internal id from settings: "provider/name" wins over "name"."""
-    qualified = model_ids.get(f"{profile.provider}/{profile.name}")
-    return replace(profile, internal_id=qualified or model_ids.get(profile.name) or profile.internal_id)
+    """The profile with its internal id from settings: "provider/name" wins over "name".
+
+    A replaced default id stays an alias, so requests naming it still select the model.
+    """
+    configured = model_ids.get(f"{profile.provider}/{profile.name}") or model_ids.get(profile.name)
+    if not configured or configured == profile.internal_id:
+        return profile
+    kept = (*profile.aliases, profile.internal_id)
+    aliases = tuple(dict.fromkeys(name for name in kept if name not in (profile.name, configured)))
+    return replace(profile, internal_id=configured, aliases=aliases)
 
 
 # HTTP statuses and Retry-After --------------------------------------------------------------------

@@ -169,6 +169,12 @@ class FakeServer:
         async with self._arrival:
             await self._arrival.wait_for(lambda: len(self.requests) >= count)
 
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds, checking it as each request arrives."""
+        assert self._arrival is not None
+        async with self._arrival:
+            await self._arrival.wait_for(predicate)
+
     async def _arrived(self, recorded: Recorded) -> None:
         assert self._arrival is not None
         async with self._arrival:
