@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from aigen.server.errors import ProviderError
 from aigen.server.providers.base import (
@@ -210,3 +210,44 @@ class SlowProvider(ScriptedProvider):
             model_profiles,
             script=[Succeed(delay=seconds, report_every=report_every, measured=measured)],
         )
+
+
+@dataclass
+class RepaintingProvider(ScriptedProvider):
+    """A provider that repaints the whole image and knows nothing of masks.
+
+    An edit inverts every colour of the source image (whatever mask the request carries); a
+    generation returns the next of `images` (encoded images, the last one repeats) or a flat
+    PNG of the requested size. With `output_size` (width, height) every answer is resized to
+    it, as a provider answering at another size would. Requests are kept in `calls`.
+    """
+
+    images: list[bytes] = field(default_factory=list)
+    output_size: tuple[int, int] | None = None
+
+    async def generate(self, request: ImageRequest, progress: ProgressCallback) -> ImageResult:
+        """Invert the source image, or return the next scripted image."""
+        self.calls.append(request)
+        self.call_times.append(time.monotonic())
+        self._called.set()
+        image = self.images[min(self._position, len(self.images) - 1)] if self.images else None
+        if request.source_image is None:
+            self._position += 1
+        data = await asyncio.to_thread(self._paint, request, image)
+        self.completed.append(request)
+        return ImageResult(data=data, mime_type="image/png")
+
+    def _paint(self, request: ImageRequest, scripted: bytes | None) -> bytes:
+        if request.source_image is not None:
+            with Image.open(io.BytesIO(request.source_image.data)) as source:
+                picture = ImageOps.invert(source.convert("RGB"))
+        elif scripted is not None:
+            with Image.open(io.BytesIO(scripted)) as given:
+                picture = given.convert("RGB")
+        else:
+            picture = Image.new("RGB", (request.width, request.height), (40, 120, 200))
+        if self.output_size is not None and picture.size != self.output_size:
+            picture = picture.resize(self.output_size, Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        return buffer.getvalue()
