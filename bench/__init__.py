@@ -1,0 +1,1 @@
+"""Benchmarks and long reliability drills of aigen (not part of the test suite's pass/fail)."""

@@ -1,0 +1,173 @@
+"""N simultaneous StreamGenerateImage calls against a provider that takes `delay_s` to answer.
+
+Checks what the streaming contract promises under load: every stream ends with PHASE_COMPLETED,
+and progress events arrive at least once per second on every stream while the provider works.
+Reports the largest gap between two events of one stream, the total time, and the server's peak
+RSS. `python -m bench.streams --streams 2000` (or through `python -m bench.run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+
+from aigen.v1 import generation_service_pb2, generation_service_pb2_grpc, types_pb2
+from bench import procs
+
+Phase = types_pb2.GenerationEvent.Phase
+STREAMS_PER_CHANNEL = 250
+
+
+@dataclass
+class StreamStats:
+    """What one stream saw."""
+
+    events: int = 0
+    max_gap_s: float = 0.0
+    first_event_s: float = 0.0
+    terminal: str = ""
+    error: str = ""
+    gaps_over_1s: int = 0
+    ended_s: float = 0.0
+    times: list[float] = field(default_factory=list)
+
+
+async def one_stream(stub, started: float, timeout_s: float) -> StreamStats:
+    """Run one stream to its end, noting when each event arrived."""
+    stats = StreamStats()
+    request = generation_service_pb2.GenerateImageRequest(
+        prompt="A lighthouse at dusk, concurrency run", provider="openai", model="gpt-image", omit_image_data=False
+    )
+    last = time.monotonic()
+    try:
+        async for event in stub.StreamGenerateImage(request, timeout=timeout_s):
+            now = time.monotonic()
+            if stats.events == 0:
+                stats.first_event_s = now - started
+            else:
+                gap = now - last
+                stats.max_gap_s = max(stats.max_gap_s, gap)
+                stats.gaps_over_1s += gap > 1.0
+            last = now
+            stats.events += 1
+            if event.phase in (Phase.PHASE_COMPLETED, Phase.PHASE_FAILED):
+                stats.terminal = Phase.Name(event.phase)
+                if event.phase == Phase.PHASE_FAILED:
+                    stats.error = event.message[:200]
+    except grpc.aio.AioRpcError as error:
+        stats.error = f"{error.code().name}: {(error.details() or '')[:200]}"
+    stats.ended_s = time.monotonic() - started
+    return stats
+
+
+async def sample_rss(server: procs.Child, stop: asyncio.Event, peak: list[float]) -> None:
+    """Track the server's RSS every 0.25 s (VmHWM is read at the end too)."""
+    while not stop.is_set():
+        peak[0] = max(peak[0], server.rss_mb())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+
+
+def start_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen | None:
+    """py-spy on the server for `seconds` (raw collapsed stacks), when py-spy is installed."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        return None
+    argv = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"]
+    argv += ["--format", "raw", "--output", str(output), "--nonblocking", "--idle", "--threads"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def run_streams(count: int, delay_s: float, workdir: Path, profile: Path | None = None) -> dict:
+    """Start a fake and a server, run `count` streams at once, report the figures."""
+    fake = procs.start_fake(workdir)
+    data_dir = Path(tempfile.mkdtemp(prefix="aigen-streams-data-"))
+    base_url = f"http://127.0.0.1:{fake.port}/d/{int(delay_s * 1000)}/v1"
+    server = procs.start_aigen(workdir, data_dir, procs.openai_env(base_url), name="aigen-streams")
+    idle_rss = server.rss_mb()
+    channels = [
+        grpc.aio.insecure_channel(
+            f"127.0.0.1:{server.port}",
+            options=[("grpc.max_receive_message_length", -1), ("grpc.use_local_subchannel_pool", 1)],
+        )
+        for _ in range(max(1, -(-count // STREAMS_PER_CHANNEL)))
+    ]
+    stop, peak = asyncio.Event(), [0.0]
+    fake_stats: dict = {}
+    sampler = asyncio.create_task(sample_rss(server, stop, peak))
+    spy = start_profile(server.pid, delay_s * 2 + 10, profile) if profile else None
+    cpu0 = server.cpu_s()
+    started = time.monotonic()
+    try:
+        stubs = [generation_service_pb2_grpc.GenerationServiceStub(channel) for channel in channels]
+        results = await asyncio.gather(
+            *(one_stream(stubs[i % len(stubs)], started, delay_s * 4 + 120) for i in range(count))
+        )
+        wall = time.monotonic() - started
+    finally:
+        stop.set()
+        await sampler
+        for channel in channels:
+            await channel.close()
+        cpu = server.cpu_s() - cpu0
+        vm_hwm = server.peak_rss_mb()
+        if spy is not None:
+            await asyncio.to_thread(spy.wait)
+        with contextlib.suppress(Exception):
+            reply = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{fake.port}/stats", timeout=5)
+            fake_stats = reply.json()
+        server.stop()
+        fake.stop()
+        await asyncio.to_thread(shutil.rmtree, data_dir, True)
+    completed = sum(r.terminal == "PHASE_COMPLETED" for r in results)
+    errors = sorted({r.error for r in results if r.error})
+    report = {
+        "streams": count,
+        "provider_delay_s": delay_s,
+        "completed": completed,
+        "failed_or_broken": count - completed,
+        "errors": errors[:5],
+        "broken_without_any_event": sum(r.events == 0 for r in results if r.error),
+        "broken_after_s": sorted({round(r.ended_s) for r in results if r.error})[:10],
+        "wall_s": round(wall, 1),
+        "max_gap_s": round(max((r.max_gap_s for r in results), default=0), 2),
+        "streams_with_gap_over_1s": sum(r.gaps_over_1s > 0 for r in results),
+        "slowest_first_event_s": round(max((r.first_event_s for r in results), default=0), 2),
+        "events_total": sum(r.events for r in results),
+        "server_idle_rss_mb": round(idle_rss, 1),
+        "server_peak_rss_mb_sampled": round(peak[0], 1),
+        "server_peak_rss_mb_vmhwm": round(vm_hwm, 1),
+        "server_cpu_s": round(cpu, 1),
+        "provider_requests": fake_stats.get("requests"),
+        "provider_peak_in_flight": fake_stats.get("peak_in_flight"),
+    }
+    print("streams:", json.dumps(report), flush=True)
+    return report
+
+
+def main() -> None:
+    """Run the concurrency check alone."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--delay-s", type=float, default=30.0)
+    parser.add_argument("--quick", action="store_true", help="200 streams")
+    parser.add_argument("--profile", type=Path, help="py-spy raw profile of the server to this file")
+    args = parser.parse_args()
+    count = min(args.streams, 200) if args.quick else args.streams
+    asyncio.run(run_streams(count, args.delay_s, Path(tempfile.mkdtemp(prefix="aigen-bench-")), args.profile))
+
+
+if __name__ == "__main__":
+    main()
