@@ -23,9 +23,20 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## Benchmarks (not a test): prints a table, writes bench/out/. PEER=litellm adds the LiteLLM
+## proxy row; BENCH_ARGS=--quick for short runs and 200 streams.
+bench: $(STAMP)
+	$(PY) -m bench.run $(if $(PEER),--peer $(PEER)) $(BENCH_ARGS)
+
+## Long reliability drills: thousands of fuzzed REST requests, crash, faults, abuse, 2,000 streams.
+drills: $(STAMP)
+	AIGEN_DRILLS=long $(PY) -m pytest tests/test_drills.py -o timeout=1800 $(PYTEST_ARGS)
+	$(PY) -m bench.streams --streams 2000
+
 ## Regenerate gen/ from proto/.
 gen: $(STAMP)
 	$(PY) scripts/gen_protos.py
+	$(PY) scripts/gen_openapi.py
 
 ## Fail when gen/ is not what proto/ generates.
 check-gen: gen

@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from aigen.server.access import AccessControl
 from aigen.server.config import Settings
 from aigen.server.engine import FallbackEngine
 from aigen.server.generation import Generations
@@ -16,31 +17,49 @@ from aigen.server.health import ModelHealth
 from aigen.server.interceptor import ErrorInterceptor
 from aigen.server.layered import LayeredSessions
 from aigen.server.models import ModelResolver
+from aigen.server.observability.interceptor import ObservabilityInterceptor
+from aigen.server.observability.telemetry import Telemetry
+from aigen.server.projects import Projects
 from aigen.server.providers.base import ProviderRegistry, registered_provider_classes
 from aigen.server.services.generation import GenerationServicer
 from aigen.server.services.image import ImageServicer
 from aigen.server.services.layers import LayerServicer
+from aigen.server.services.ops import OpsServicer
+from aigen.server.services.projects import AccessServicer, ProjectServicer
 from aigen.server.services.session import SessionServicer
+from aigen.server.services.ui import UiServicer
 from aigen.server.store.base import Store
 from aigen.server.store.sqlite import SqliteStore
 from aigen.v1 import (
+    access_service_pb2,
+    access_service_pb2_grpc,
     generation_service_pb2,
     generation_service_pb2_grpc,
     image_service_pb2,
     image_service_pb2_grpc,
     layer_service_pb2,
     layer_service_pb2_grpc,
+    ops_service_pb2,
+    ops_service_pb2_grpc,
+    project_service_pb2,
+    project_service_pb2_grpc,
     session_service_pb2,
     session_service_pb2_grpc,
+    ui_service_pb2,
+    ui_service_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
 TRANSPORT_CEILING = 1024 * 1024 * 1024
 SERVICE_NAMES = (
+    project_service_pb2.DESCRIPTOR.services_by_name["ProjectService"].full_name,
+    access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     generation_service_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
     image_service_pb2.DESCRIPTOR.services_by_name["ImageService"].full_name,
     layer_service_pb2.DESCRIPTOR.services_by_name["LayerService"].full_name,
+    ops_service_pb2.DESCRIPTOR.services_by_name["OpsService"].full_name,
+    ui_service_pb2.DESCRIPTOR.services_by_name["UiService"].full_name,
 )
 
 
@@ -88,16 +107,24 @@ async def start_server(
     await store.open()
     model_health = ModelHealth(cooldown_failures=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
     resolver = ModelResolver(registry, settings, model_health)
-    engine = FallbackEngine(registry, settings, model_health)
+    telemetry = Telemetry.from_environment(
+        model_health.cooling_down, lambda provider, model: registry.find_model(provider, model) is not None
+    )
+    engine = FallbackEngine(registry, settings, model_health, telemetry)
     base_url = public_base_url(settings)
     layered = LayeredSessions(store)
-    generations = Generations(settings, resolver, store, engine, layered, base_url)
+    generations = Generations(settings, resolver, store, engine, layered, base_url, telemetry)
+    access_control = AccessControl(store, settings)
 
     # The interceptor reports requests past the cap as INVALID_ARGUMENT; the transport's own
     # limit only bounds memory, far above it.
     hard_cap = max(4 * settings.max_message_bytes, TRANSPORT_CEILING)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(settings.max_message_bytes)],
+        # Observability first: it wraps the error interceptor and so sees the final status codes.
+        interceptors=[
+            ObservabilityInterceptor(telemetry),
+            ErrorInterceptor(settings.max_message_bytes, access_control),
+        ],
         options=[
             ("grpc.max_receive_message_length", hard_cap),
             ("grpc.max_send_message_length", hard_cap),
@@ -110,6 +137,12 @@ async def start_server(
     )
     image_service_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(store), server)
     layer_service_pb2_grpc.add_LayerServiceServicer_to_server(LayerServicer(layered, base_url), server)
+    ui_service_pb2_grpc.add_UiServiceServicer_to_server(UiServicer(), server)
+    ops_service_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(telemetry.metrics), server)
+    project_service_pb2_grpc.add_ProjectServiceServicer_to_server(
+        ProjectServicer(Projects(store, resolver), access_control), server
+    )
+    access_service_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(access_control), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     # remote provider has credentials, so a fresh machine still returns images.
     local_fallback: Literal["auto", "always", "never"] = "auto"
 
+    # Access: "auto" turns authentication on once a project exists or when not on loopback.
+    auth: Literal["auto", "on", "off"] = "auto"
+    admin_key: str = ""
+    rate_limit: int = 600  # requests per window per credential (per address when anonymous)
+    rate_limit_window_s: float = 300.0
+    app_token_ttl_s: float = 3600.0
+    # Credits per image by "provider/model" (or "provider/*"); the model profile's price otherwise.
+    credits: dict[str, int] = Field(default_factory=dict)
+
     # Limits (APP-API: prompts of at most 4,000 characters, 120 s per generation).
     generation_timeout_s: float = 120.0
     model_timeouts_s: dict[str, float] = Field(default_factory=dict)  # "provider/model" -> s
@@ -96,6 +105,15 @@ class Settings(BaseSettings):
     model_ids: dict[str, str] = Field(default_factory=dict)
     # Max bytes downloaded for one provider output image.
     max_download_bytes: int = 64 * MiB
+
+    # S3-compatible object storage for image bytes (server/store/s3_blobs.py), AIGEN_S3_* variables.
+    # Not used by the embedded store, which keeps blobs as files under data_dir.
+    s3_endpoint_url: str = ""  # e.g. http://127.0.0.1:8333; empty means AWS S3 itself
+    s3_region: str = "us-east-1"  # SigV4 signing region
+    s3_bucket: str = ""
+    s3_prefix: str = ""  # prepended to every object key (key = prefix + sha256 hex)
+    s3_access_key_id: str = ""  # empty: botocore's default credential chain
+    s3_secret_access_key: str = ""
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ from aigen.server import errors
 from aigen.server.config import Settings
 from aigen.server.health import ModelHealth
 from aigen.server.imaging import TIER_EDGE, inspect_image, nearest_ratio, ratio_value, target_dimensions
+from aigen.server.observability.observer import NULL_OBSERVER, GenerationObserver
 from aigen.server.progress import ProgressReporter
 from aigen.server.providers.base import ImageProvider, ImageRequest, ImageResult, ModelProfile, ProviderRegistry
 from aigen.server.store.records import AttemptRecord
@@ -39,6 +40,7 @@ class Plan:
     chain: tuple[tuple[str, str], ...]  # requested pair first
     deadline: float  # time.monotonic() value
     state_provider: str = ""  # provider that produced request.provider_state
+    allowed: tuple[str, ...] = ()  # providers the project may use; empty allows all
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +60,17 @@ class Served:
 class FallbackEngine:
     """Runs plans against the provider registry."""
 
-    def __init__(self, registry: ProviderRegistry, settings: Settings, health: ModelHealth) -> None:
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        settings: Settings,
+        health: ModelHealth,
+        observer: GenerationObserver = NULL_OBSERVER,
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.health = health
+        self.observer = observer
 
     async def run(self, plan: Plan, reporter: ProgressReporter, attempts: list[AttemptRecord] | None = None) -> Served:
         """Walk the chain; return the first image or raise one AigenError with every attempt.
@@ -106,6 +115,15 @@ class _Walk:
                 model_name,
                 Outcome.ATTEMPT_OUTCOME_SKIPPED_CAPABILITY,
                 errors.CapabilityUnsupported(f"unknown model {provider_name}/{model_name}"),
+            )
+            return None
+        if self.plan.allowed and provider_name not in self.plan.allowed:
+            self._skip(
+                position,
+                provider_name,
+                profile.name,
+                Outcome.ATTEMPT_OUTCOME_SKIPPED_NOT_ALLOWED,
+                errors.PermissionDenied(f"{provider_name} is not allowed for this project"),
             )
             return None
         if not provider.configured:
@@ -256,6 +274,7 @@ class _Walk:
                 duration_s=time.monotonic() - started,
             )
         )
+        self.engine.observer.attempt_ended(self.attempts[-1])
         if error is not None:
             self.failures.append(error)
 
@@ -271,6 +290,7 @@ class _Walk:
                 error=error.message,
             )
         )
+        self.engine.observer.attempt_ended(self.attempts[-1])
         self.failures.append(error)
 
     def _stop_error(self, error: errors.ProviderError) -> errors.AigenError:

@@ -23,6 +23,10 @@ SERVICES = (
     "aigen.v1.GenerationService",
     "aigen.v1.LayerService",
     "aigen.v1.ImageService",
+    "aigen.v1.ProjectService",
+    "aigen.v1.AccessService",
+    "aigen.v1.OpsService",
+    "aigen.v1.UiService",
 )
 # 14 reference images of several MB each, base64-encoded in JSON, fit with room to spare.
 MAX_REQUEST_BYTES = 160 * MiB

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aigen.server import errors
+from aigen.server import access, errors
 from aigen.server.config import Settings
 from aigen.server.convert import layer_proto
 from aigen.server.engine import FallbackEngine, Plan, Served, build_chain
@@ -28,11 +28,19 @@ from aigen.server.imaging import (
 )
 from aigen.server.layered import LayeredEdit, LayeredSessions
 from aigen.server.models import ModelResolver
+from aigen.server.observability.observer import NULL_OBSERVER, GenerationObserver
 from aigen.server.progress import ProgressReporter
 from aigen.server.providers.base import ALL_ASPECT_RATIOS, ImageRequest, InputImage
 from aigen.server.references import decode_reference_images
 from aigen.server.store.base import Store
-from aigen.server.store.records import AttemptRecord, ImageRecord, SessionRecord, TurnRecord
+from aigen.server.store.records import (
+    AttemptRecord,
+    ImageRecord,
+    ProjectRecord,
+    SessionRecord,
+    TurnRecord,
+    UsageRecord,
+)
 from aigen.v1 import types_pb2
 
 QUALITIES = ("", "auto", "low", "medium", "high")
@@ -50,6 +58,8 @@ class Prepared:
     omit_image_data: bool
     session: SessionRecord | None = None
     started: float = 0.0
+    project: str = "default"  # charged for the image
+    billing_mode: str = "owner_pays"
 
 
 class Generations:
@@ -63,6 +73,7 @@ class Generations:
         engine: FallbackEngine,
         layered: LayeredSessions,
         base_url: str,
+        observer: GenerationObserver = NULL_OBSERVER,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
@@ -70,17 +81,26 @@ class Generations:
         self.engine = engine
         self.layered = layered
         self.base_url = base_url
+        self.observer = observer
 
     # Preparation --------------------------------------------------------------------------
     async def prepare(self, kind: str, request, client_deadline_s: float | None) -> Prepared:
         """Validate `request` and, in a session, take its busy lease (ABORTED when taken)."""
         text_field = "instructions" if kind == "iterate" else "prompt"
         text = self._text(getattr(request, text_field), text_field)
-        session = await self.store.get_session(request.session_id) if kind != "image" else None
+        principal = access.current()
+        project = principal.project
+        session = await self.store.get_session(request.session_id, principal.scope) if kind != "image" else None
+        if kind == "image" and request.project and principal.scope not in (None, request.project):
+            raise errors.NotFound(f"project {request.project} not found")
         config = session.config if session else None
         requested = self.resolver.resolve(
-            request.provider, request.model, config.provider if config else "", config.model if config else ""
+            request.provider,
+            request.model,
+            (config.provider, config.model) if config else ("", ""),
+            (project.default_provider, project.default_model),
         )
+        _check_allowed(requested, project)
         fallback = self._fallback(request.fallback, config.fallback_chain if config else ())
         chain = build_chain(requested, fallback, self.resolver.extra_chain())
         references = await asyncio.to_thread(
@@ -93,9 +113,9 @@ class Generations:
         )
         image_request = self._image_request(request, text, config, references)
         deadline = time.monotonic() + self._timeout(request, client_deadline_s)
-        plan = Plan(request=image_request, chain=chain, deadline=deadline)
+        plan = Plan(request=image_request, chain=chain, deadline=deadline, allowed=project.allowed_providers)
         if session is not None:
-            plan = await self._with_session_inputs(kind, session, plan)
+            plan = await self._with_session_inputs(kind, session, plan, request)
             if not await self.store.try_begin_generation(
                 session.session_id, deadline - time.monotonic() + LEASE_MARGIN_S
             ):
@@ -108,6 +128,8 @@ class Generations:
             omit_image_data=request.omit_image_data,
             session=session,
             started=time.monotonic(),
+            project=_usage_project(principal, session, request),
+            billing_mode=project.billing_mode,
         )
 
     def _text(self, value: str, field: str) -> str:
@@ -172,7 +194,7 @@ class Generations:
             timeout = min(timeout, client_deadline_s)
         return timeout
 
-    async def _with_session_inputs(self, kind: str, session: SessionRecord, plan: Plan) -> Plan:
+    async def _with_session_inputs(self, kind: str, session: SessionRecord, plan: Plan, asked) -> Plan:
         if kind != "iterate":
             return plan
         if not session.current_image_id:
@@ -183,11 +205,14 @@ class Generations:
         data = await self.store.read_blob(image.sha256)
         last = await self.store.last_completed_turn(session.session_id)
         mask = None
+        edit = plan.request
         if session.mode == "layered":
+            if await self.store.list_layers(session.session_id):
+                edit = _at_stack_size(edit, asked, (image.width, image.height))
             mask_png = await self.layered.edit_mask(session, (image.width, image.height))
             mask = InputImage(mask_png, "image/png") if mask_png else None
         request = dataclasses.replace(
-            plan.request,
+            edit,
             source_image=InputImage(data, image.content_type),
             mask=mask,
             provider_state=last.provider_state if last else None,
@@ -198,6 +223,7 @@ class Generations:
     async def execute(self, prepared: Prepared, reporter: ProgressReporter) -> types_pb2.GenerationResult:
         """Run the chain, persist the image (and the turn), release the session."""
         attempts: list[AttemptRecord] = []
+        self.observer.generation_started(prepared)
         try:
             served = await self.engine.run(prepared.plan, reporter, attempts)
             reporter.event(types_pb2.GenerationEvent.PHASE_PERSISTING, "storing the image")
@@ -213,6 +239,7 @@ class Generations:
             )
             raise
         finally:
+            self.observer.generation_ended(prepared)
             if prepared.session is not None:
                 await asyncio.shield(self.store.end_generation(prepared.session.session_id))
 
@@ -233,10 +260,18 @@ class Generations:
             created_at=time.time(),
             session_id=session.session_id if session else None,
         )
-        credits = served.profile.credits_per_image
+        credits = self._credits(served)
+        usage = UsageRecord(
+            project_id=prepared.project,
+            day=time.strftime("%Y-%m-%d", time.gmtime()),
+            provider=served.profile.provider,
+            model=served.profile.name,
+            billing_mode=prepared.billing_mode,
+            credits=credits,
+        )
         turn, layer_records = None, None
         if session is None:
-            await self.store.insert_image(image)
+            await self.store.insert_image(image, usage)
         else:
             layer_images: list[ImageRecord] = []
             if edit is not None:
@@ -249,12 +284,20 @@ class Generations:
                 [image, *layer_images],
                 current_image_id=image.image_id,
                 layers=layer_records,
+                usage=usage,
             )
+        self.observer.generation_served(prepared, served, image, credits)
         result = self._result(prepared, served, image, credits, turn, data)
         if edit is not None:
             result.layers.extend(layer_proto(r, self.base_url) for r in layer_records)
             result.lock_drift.CopyFrom(edit.drift)
         return result
+
+    def _credits(self, served: Served) -> int:
+        """The configured price of the serving model, else its profile's."""
+        prices = self.settings.credits
+        provider, model = served.profile.provider, served.profile.name
+        return prices.get(f"{provider}/{model}", prices.get(f"{provider}/*", served.profile.credits_per_image))
 
     async def _layered_edit(self, prepared: Prepared, data: bytes) -> LayeredEdit | None:
         """Locked layers restored over an iterate's output, in a layered session with layers."""
@@ -291,6 +334,7 @@ class Generations:
     async def _record_failure(
         self, prepared: Prepared, status: str, error: errors.AigenError, walked: Sequence[AttemptRecord] = ()
     ) -> None:
+        self.observer.generation_failed(prepared, status)
         if prepared.session is None:
             return
         attempts = tuple(walked) or tuple(
@@ -363,3 +407,43 @@ class Generations:
                 types_pb2.ModelRef(provider=prepared.requested[0], model=prepared.requested[1])
             )
         return result
+
+
+def _at_stack_size(edit: ImageRequest, asked, size: tuple[int, int]) -> ImageRequest:
+    """An edit in a layered session with layers, requested at the size of its layer stack.
+
+    Locked layers can only be kept at that size: when the session defaults give another one,
+    the stack's size and nearest aspect ratio are used; when the request itself asks for
+    another size (`size`, `aspectRatio` or `imageSize`), it is refused naming the field.
+    """
+    width, height = size
+    if (edit.width, edit.height) == size:
+        return edit
+    for field, value in (("size", asked.size), ("aspectRatio", asked.aspect_ratio), ("imageSize", asked.image_size)):
+        if value:
+            raise errors.InvalidArgument(
+                field,
+                f"{value} gives {edit.width}x{edit.height} but the layers of this session are {width}x{height}; "
+                "leave it out to edit at the layers' size, or generate a new image to change the size",
+            )
+    return dataclasses.replace(
+        edit, width=width, height=height, aspect_ratio=nearest_ratio(width / height, ALL_ASPECT_RATIOS)
+    )
+
+
+def _check_allowed(pair: tuple[str, str], project: ProjectRecord) -> None:
+    """PERMISSION_DENIED naming the allowed providers when the project may not use `pair`."""
+    allowed = project.allowed_providers
+    if allowed and pair[0] not in allowed:
+        raise errors.PermissionDenied(
+            f"provider {pair[0]} is not allowed for project {project.project_id}; allowed: {', '.join(allowed)}"
+        )
+
+
+def _usage_project(principal: access.Principal, session: SessionRecord | None, request) -> str:
+    """The project an image is charged to."""
+    if principal.scope is not None:
+        return principal.scope
+    if session is not None:
+        return session.project
+    return getattr(request, "project", "") or principal.project.project_id

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from aigen.server import errors
+from aigen.server import errors, headers
 from aigen.server.ids import new_id
 from aigen.v1 import types_pb2
 
@@ -74,24 +76,34 @@ class _TooLarge:
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps exceptions to statuses for unary and server-streaming handlers."""
 
-    def __init__(self, max_request_bytes: int) -> None:
+    def __init__(self, max_request_bytes: int, guard: Guard | None = None) -> None:
         self.max_request_bytes = max_request_bytes
+        self.guard = guard
 
     async def intercept_service(self, continuation, handler_call_details):
         """Wrap the handler's behaviour and request deserializer."""
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming:
             return handler
+        method = handler_call_details.method
         deserialize = self._capped(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary), deserialize, handler.response_serializer
+                self._unary(method, handler.unary_unary), deserialize, handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream), deserialize, handler.response_serializer
+                self._stream(method, handler.unary_stream), deserialize, handler.response_serializer
             )
         return handler
+
+    async def _admit(self, method: str, request, context: grpc.aio.ServicerContext) -> None:
+        """Size cap, then the guard (credentials, rate limit), before the handler runs."""
+        headers.begin()
+        if (too_large := self._too_large(request)) is not None:
+            raise too_large
+        if self.guard is not None:
+            await self.guard.check(method, context)
 
     def _capped(self, deserializer: Callable | None) -> Callable:
         def deserialize(data: bytes):
@@ -111,29 +123,62 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             )
         return None
 
-    def _unary(self, behavior: Callable) -> Callable:
+    def _unary(self, method: str, behavior: Callable) -> Callable:
         async def wrapper(request, context: grpc.aio.ServicerContext):
             try:
-                if (too_large := self._too_large(request)) is not None:
-                    raise too_large
-                return await behavior(request, context)
+                await self._admit(method, request, context)
+                response = await behavior(request, context)
+                await _send_headers(context)
+                return response
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
-                await context.abort_with_status(rpc_status.to_status(status_for(exc)))
+                await _abort(context, exc)
 
         return wrapper
 
-    def _stream(self, behavior: Callable) -> Callable:
+    def _stream(self, method: str, behavior: Callable) -> Callable:
         async def wrapper(request, context: grpc.aio.ServicerContext) -> AsyncIterator:
+            started = False
             try:
-                if (too_large := self._too_large(request)) is not None:
-                    raise too_large
+                await self._admit(method, request, context)
                 async for response in behavior(request, context):
+                    if not started:
+                        started = True
+                        await _send_headers(context)
                     yield response
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
-                await context.abort_with_status(rpc_status.to_status(status_for(exc)))
+                await _abort(context, exc)
 
         return wrapper
+
+
+class Guard(Protocol):
+    """Checks a call before its handler runs (raises AigenError to refuse it)."""
+
+    async def check(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        """Admit or refuse the call."""
+
+
+async def _send_headers(context: grpc.aio.ServicerContext) -> None:
+    pending = headers.take()
+    if pending:
+        await context.send_initial_metadata(pending)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    """Abort with the rich status; collected headers travel in the trailers (HTTP headers for REST)."""
+    status = rpc_status.to_status(status_for(exc))
+    pending = headers.take()
+    if pending:
+        status = _Status(status.code, status.details, (*status.trailing_metadata, *pending))
+    await context.abort_with_status(status)
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple

@@ -10,7 +10,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from aigen.server import errors, layers
+from aigen.server import access, errors, layers
 from aigen.server.ids import new_id
 from aigen.server.store.base import Store
 from aigen.server.store.records import ImageRecord, LayerRecord, SessionRecord, TurnRecord
@@ -36,7 +36,7 @@ class LayeredSessions:
 
     async def layered_session(self, session_id: str) -> SessionRecord:
         """The session, which must be in layered mode (FAILED_PRECONDITION otherwise)."""
-        session = await self.store.get_session(session_id)
+        session = await self.store.get_session(session_id, access.current().scope)
         if session.mode != "layered":
             raise errors.FailedPrecondition(
                 f"session {session_id} is in single mode; layers need a layered session: "
@@ -89,11 +89,12 @@ class LayeredSessions:
 
     async def list_layers(self, session_id: str) -> list[LayerRecord]:
         """The stack, background first."""
-        await self.store.get_session(session_id)
+        await self.store.get_session(session_id, access.current().scope)
         return await self.store.list_layers(session_id)
 
     async def export(self, session_id: str) -> bytes:
         """The stack as a zip of PNGs with a manifest."""
+        await self.store.get_session(session_id, access.current().scope)
         stack = await self.load_stack(session_id)
         if not stack:
             raise errors.FailedPrecondition(f"session {session_id} has no layers; separate it first")

@@ -21,13 +21,19 @@ class ModelResolver:
         self.health = health
 
     def resolve(
-        self, provider: str, model: str, session_provider: str = "", session_model: str = ""
+        self,
+        provider: str,
+        model: str,
+        session_default: tuple[str, str] = ("", ""),
+        project_default: tuple[str, str] = ("", ""),
     ) -> tuple[str, str]:
-        """Request, then session config, then server default: the pair to try first."""
+        """Request, then session config, then project, then server default: the pair to try first."""
         if provider or model:
             return self.resolve_entry(provider, model, "")
-        if session_provider or session_model:
-            return self.resolve_entry(session_provider, session_model, "config.")
+        if any(session_default):
+            return self.resolve_entry(*session_default, "config.")
+        if any(project_default):
+            return self.resolve_entry(*project_default, "project.default")
         return self.resolve_entry(self.settings.default_provider, self.settings.default_model, "")
 
     def resolve_entry(self, provider: str, model: str, prefix: str) -> tuple[str, str]:
@@ -88,7 +94,7 @@ class ModelResolver:
             )
         return gen_pb2.ListProvidersResponse(providers=providers)
 
-    def list_models(self, provider: str = "") -> gen_pb2.ListModelsResponse:
+    def list_models(self, provider: str = "", allowed: tuple[str, ...] = ()) -> gen_pb2.ListModelsResponse:
         """Every model (of one provider when given) with capabilities, latency and price."""
         if provider and self.registry.get(provider) is None:
             names = ", ".join(sorted(self.registry.providers))
@@ -97,7 +103,7 @@ class ModelResolver:
         models = [
             self._model_info(profile, cooling)
             for profile in self.registry.all_models()
-            if not provider or profile.provider == provider
+            if (not provider or profile.provider == provider) and (not allowed or profile.provider in allowed)
         ]
         return gen_pb2.ListModelsResponse(models=models)
 

@@ -39,6 +39,18 @@ ROUTES = [
     ("get", "/session/{id}/layers", "LayerService.ListLayers", ""),
     ("get", "/session/{id}/layers:export", "LayerService.ExportLayers", ""),
     ("get", "/images/{id}", "ImageService.GetImage", ""),
+    ("post", "/api/token", "AccessService.CreateAppToken", "*"),
+    ("get", "/usage", "AccessService.GetUsage", ""),
+    ("post", "/admin/projects", "ProjectService.PutProject", "project"),
+    ("get", "/admin/projects", "ProjectService.ListProjects", ""),
+    ("get", "/admin/projects/{project_id}", "ProjectService.GetProject", ""),
+    ("delete", "/admin/projects/{project_id}", "ProjectService.DeleteProject", ""),
+    ("post", "/admin/projects/{project_id}/keys", "ProjectService.CreateApiKey", "*"),
+    ("delete", "/admin/projects/{project_id}/keys/{key_id}", "ProjectService.RevokeApiKey", ""),
+    ("get", "/metrics", "OpsService.GetMetrics", ""),
+    ("get", "/openapi.json", "OpsService.GetOpenApiDocument", ""),
+    ("get", "/", "UiService.GetAsset", ""),
+    ("get", "/ui/{path=**}", "UiService.GetAsset", ""),
 ]
 
 # Which request field each spec path variable binds to.

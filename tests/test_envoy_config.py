@@ -88,10 +88,13 @@ def transcoder_configs(text: str) -> list[list[str]]:
     return blocks
 
 
-def test_app_api_transcoder_differs_only_in_json_names() -> None:
+def test_app_api_transcoder_differs_only_in_print_options() -> None:
     options = EnvoyOptions(http_port=1, admin_port=2, upstreams=[("127.0.0.1", 3)])
     per_route, filter_level = transcoder_configs(render(options))
-    assert "print_options: { preserve_proto_field_names: true, stream_sse_style_delimited: true }" in per_route
+    assert (
+        "print_options: { preserve_proto_field_names: true, always_print_primitive_fields: true, "
+        "stream_sse_style_delimited: true }"
+    ) in per_route
     assert "print_options: { stream_sse_style_delimited: true }" in filter_level
 
     def common(block: list[str]) -> list[str]:

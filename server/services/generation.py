@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from aigen.server import errors
+from aigen.server import access, errors
 from aigen.server.convert import turn_proto
 from aigen.server.generation import Generations
 from aigen.server.interceptor import status_for
@@ -61,11 +61,13 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
         reporter = ProgressReporter(queue.put_nowait)
         task = asyncio.create_task(self._run(prepared, reporter))
         task.add_done_callback(lambda _: queue.put_nowait(None))
+        self.generations.observer.stream_opened()
         try:
             reporter.event(Phase.PHASE_QUEUED, "accepted")
             while (event := await queue.get()) is not None:
                 yield event
         finally:
+            self.generations.observer.stream_closed()
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -85,7 +87,7 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
     async def GetHistory(self, request: pb2.GetHistoryRequest, context) -> pb2.GetHistoryResponse:
         """Every turn of a session, oldest first."""
         store = self.generations.store
-        session = await store.get_session(request.session_id)
+        session = await store.get_session(request.session_id, access.current().scope)
         turns = await store.list_turns(session.session_id)
         images = {}
         for turn in turns:
@@ -102,4 +104,7 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
 
     async def ListModels(self, request: pb2.ListModelsRequest, context) -> pb2.ListModelsResponse:
         """Models with capabilities, latency and price."""
-        return self.resolver.list_models(request.provider)
+        principal = access.current()
+        if request.project and principal.scope not in (None, request.project):
+            raise errors.NotFound(f"project {request.project} not found")
+        return self.resolver.list_models(request.provider, principal.project.allowed_providers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from google.api import httpbody_pb2
 
-from aigen.server import errors
+from aigen.server import errors, headers
 from aigen.server.store.base import Store
 from aigen.v1 import image_service_pb2_grpc as pb2_grpc
 
@@ -24,5 +24,5 @@ class ImageServicer(pb2_grpc.ImageServiceServicer):
             raise errors.InvalidArgument("imageId", "is required")
         image = await self.store.get_image(request.image_id)
         data = await self.store.read_blob(image.sha256)
-        await context.send_initial_metadata((("etag", f'"{image.sha256}"'), ("cache-control", CACHE_CONTROL)))
+        headers.add(("etag", f'"{image.sha256}"'), ("cache-control", CACHE_CONTROL))
         return httpbody_pb2.HttpBody(content_type=image.content_type, data=data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.api import httpbody_pb2
 
+from aigen.server import headers
 from aigen.server.convert import layer_proto
 from aigen.server.layered import LayeredSessions
 from aigen.v1 import layer_service_pb2 as pb2
@@ -46,7 +47,5 @@ class LayerServicer(pb2_grpc.LayerServiceServicer):
     async def ExportLayers(self, request: pb2.ExportLayersRequest, context) -> httpbody_pb2.HttpBody:
         """A zip of the layer PNGs and a manifest."""
         data = await self.layered.export(request.session_id)
-        await context.send_initial_metadata(
-            (("content-disposition", f'attachment; filename="{request.session_id}-layers.zip"'),)
-        )
+        headers.add(("content-disposition", f'attachment; filename="{request.session_id}-layers.zip"'))
         return httpbody_pb2.HttpBody(content_type="application/zip", data=data)

@@ -7,7 +7,7 @@ import time
 import grpc
 from google.protobuf import empty_pb2
 
-from aigen.server import errors
+from aigen.server import access, errors
 from aigen.server.convert import session_proto
 from aigen.server.ids import new_id
 from aigen.server.imaging import canonical_aspect_ratio, canonical_image_size
@@ -38,7 +38,7 @@ class SessionServicer(pb2_grpc.SessionServiceServicer):
         now = time.time()
         session = SessionRecord(
             session_id=new_id("sess"),
-            project=request.project or DEFAULT_PROJECT,
+            project=_project_for_new_session(request.project),
             mode=mode,
             config=self._config(request.config),
             created_at=now,
@@ -67,13 +67,13 @@ class SessionServicer(pb2_grpc.SessionServiceServicer):
 
     async def GetSession(self, request: pb2.GetSessionRequest, context: grpc.aio.ServicerContext) -> pb2.Session:
         """The session with its current image."""
-        session = await self.store.get_session(_session_id(request.session_id))
+        session = await self.store.get_session(_session_id(request.session_id), access.current().scope)
         current = await self.store.get_image(session.current_image_id) if session.current_image_id else None
         return session_proto(session, current, self.base_url)
 
     async def DeleteSession(self, request: pb2.DeleteSessionRequest, context: grpc.aio.ServicerContext):
         """Delete the session, its history and its images."""
-        session = await self.store.get_session(_session_id(request.session_id))
+        session = await self.store.get_session(_session_id(request.session_id), access.current().scope)
         if session.status == "generating" and session.busy_until > time.time():
             raise errors.SessionBusy(f"session {session.session_id} is generating; delete it when it is ready")
         await self.store.delete_session(session.session_id)
@@ -86,7 +86,9 @@ class SessionServicer(pb2_grpc.SessionServiceServicer):
         if request.page_size < 0:
             raise errors.InvalidArgument("pageSize", "must not be negative")
         try:
-            page = await self.store.list_sessions(request.project or None, request.page_size, request.page_token)
+            page = await self.store.list_sessions(
+                _project_filter(request.project), request.page_size, request.page_token
+            )
         except errors.InvalidArgument as exc:  # name the field as callers spell it
             if [field for field, _ in exc.field_violations] != ["page_token"]:
                 raise
@@ -99,6 +101,24 @@ class SessionServicer(pb2_grpc.SessionServiceServicer):
             sessions=[session_proto(s, currents.get(s.session_id), self.base_url) for s in page.sessions],
             next_page_token=page.next_page_token,
         )
+
+
+def _project_for_new_session(requested: str) -> str:
+    """The caller's project when authenticated (another one is refused), else the label given."""
+    scope = access.current().scope
+    if scope is None:
+        return requested or DEFAULT_PROJECT
+    if requested and requested != scope:
+        raise errors.PermissionDenied(f"credentials for project {scope} cannot create sessions in {requested}")
+    return scope
+
+
+def _project_filter(requested: str) -> str | None:
+    """Authenticated callers list only their project's sessions."""
+    scope = access.current().scope
+    if scope is not None and requested and requested != scope:
+        raise errors.NotFound(f"project {requested} not found")
+    return scope or requested or None
 
 
 def _session_id(value: str) -> str:

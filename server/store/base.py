@@ -10,7 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from aigen.server.store.records import ImageRecord, LayerRecord, Page, SessionRecord, TurnRecord
+from aigen.server.store.records import (
+    CredentialRecord,
+    ImageRecord,
+    LayerRecord,
+    Page,
+    ProjectRecord,
+    SessionRecord,
+    TurnRecord,
+    UsageRecord,
+)
 
 
 class Store(ABC):
@@ -66,8 +75,8 @@ class Store(ABC):
         """The bytes of a blob."""
 
     @abstractmethod
-    async def insert_image(self, image: ImageRecord) -> None:
-        """Record an image whose blob was already written."""
+    async def insert_image(self, image: ImageRecord, usage: UsageRecord | None = None) -> None:
+        """Record an image whose blob was already written, and the usage it was charged, together."""
 
     @abstractmethod
     async def get_image(self, image_id: str) -> ImageRecord:
@@ -81,11 +90,12 @@ class Store(ABC):
         images: Sequence[ImageRecord] = (),
         current_image_id: str | None = None,
         layers: Sequence[LayerRecord] | None = None,
+        usage: UsageRecord | None = None,
     ) -> TurnRecord:
         """In one transaction: insert `images` (blobs already written), insert the turn with
         the next index, set the session's current image when given, replace the session's
-        layer stack when `layers` is not None, bump turn_count and updated_at. Returns the
-        turn with its index. NotFound when the session is gone.
+        layer stack when `layers` is not None, add `usage` to the project's usage, bump
+        turn_count and updated_at. Returns the turn with its index. NotFound when the session is gone.
         """
 
     @abstractmethod
@@ -105,3 +115,40 @@ class Store(ABC):
         """Set a layer's locked flag and record the lock/unlock turn in one transaction.
         NotFound (reason LAYER_NOT_FOUND) for an unknown layer.
         """
+
+    # Projects, credentials, usage ---------------------------------------------------------
+    @abstractmethod
+    async def put_project(self, project: ProjectRecord) -> ProjectRecord:
+        """Create or replace a project (keeping its creation time); returns what is stored."""
+
+    @abstractmethod
+    async def get_project(self, project_id: str) -> ProjectRecord:
+        """A project; NotFound when absent."""
+
+    @abstractmethod
+    async def list_projects(self) -> list[ProjectRecord]:
+        """Every project."""
+
+    @abstractmethod
+    async def delete_project(self, project_id: str) -> None:
+        """Delete a project and its credentials; NotFound when absent."""
+
+    @abstractmethod
+    async def add_credential(self, credential: CredentialRecord) -> None:
+        """Store a hashed credential; NotFound when its project is absent."""
+
+    @abstractmethod
+    async def find_credential(self, secret_hash: str) -> CredentialRecord | None:
+        """The credential whose secret hashes to `secret_hash`."""
+
+    @abstractmethod
+    async def revoke_credential(self, project_id: str, credential_id: str) -> None:
+        """Delete a credential; NotFound when absent."""
+
+    @abstractmethod
+    async def delete_expired_credentials(self, now: float) -> int:
+        """Forget expired app tokens."""
+
+    @abstractmethod
+    async def list_usage(self, project_id: str, start_day: str = "", end_day: str = "") -> list[UsageRecord]:
+        """A project's usage rows by day, provider, model and billing mode."""

@@ -110,3 +110,42 @@ class Page:
 
     sessions: list[SessionRecord] = field(default_factory=list)
     next_page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    """A tenant: settings that shape its generations, limits and billing."""
+
+    project_id: str
+    allowed_providers: tuple[str, ...] = ()  # empty: every provider
+    default_provider: str = ""
+    default_model: str = ""
+    billing_mode: str = "owner_pays"  # "owner_pays" | "user_pays"
+    rate_limit: int = 0  # requests per window; 0: the server default
+    allow_public_clients: bool = False
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """A project API key or app token, stored by the SHA-256 of its secret."""
+
+    credential_id: str  # "key_..." or "tok_..."
+    project_id: str
+    kind: str  # "api_key" | "app_token"
+    secret_hash: str
+    created_at: float
+    expires_at: float = 0.0  # epoch seconds; 0 never expires
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """Images served and credits charged, aggregated per project, day, model and billing mode."""
+
+    project_id: str
+    day: str  # "YYYY-MM-DD" UTC
+    provider: str
+    model: str
+    billing_mode: str
+    images: int = 1
+    credits: int = 0

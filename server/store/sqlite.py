@@ -13,11 +13,8 @@ import binascii
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
-import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -26,7 +23,12 @@ from typing import Any
 import aiosqlite
 
 from aigen.server.errors import InvalidArgument, NotFound, Reason
+from aigen.server.store import sqlite_access as access_tables
 from aigen.server.store.base import Store
+from aigen.server.store.blobs import SHA256 as _SHA256
+from aigen.server.store.blobs import blob_path
+from aigen.server.store.blobs import unlink_all as _unlink_all
+from aigen.server.store.blobs import write_atomic as _write_atomic
 from aigen.server.store.records import (
     AttemptRecord,
     ImageRecord,
@@ -35,6 +37,7 @@ from aigen.server.store.records import (
     SessionConfigRecord,
     SessionRecord,
     TurnRecord,
+    UsageRecord,
 )
 
 DEFAULT_PAGE_SIZE = 50
@@ -42,7 +45,6 @@ MAX_PAGE_SIZE = 500
 # A blob written but not yet referenced by an image row is kept through garbage
 # collection for this long, so a commit that follows its write_blob never loses it.
 BLOB_PIN_S = 900.0
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append, never edit.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -80,6 +82,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             bbox_width INTEGER NOT NULL, bbox_height INTEGER NOT NULL, coverage REAL NOT NULL,
             locked INTEGER NOT NULL, PRIMARY KEY (session_id, layer_id))""",
     ),
+    access_tables.MIGRATION,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -105,7 +108,7 @@ def _session_not_found(session_id: str) -> NotFound:
     return NotFound(f"session {session_id} not found")
 
 
-class SqliteStore(Store):
+class SqliteStore(access_tables.AccessTables, Store):
     """Store on SQLite plus content-addressed blob files under `data_dir`."""
 
     def __init__(self, data_dir: pathlib.Path, *, clock: Callable[[], float] = time.time) -> None:
@@ -273,7 +276,7 @@ class SqliteStore(Store):
 
     # Blobs ----------------------------------------------------------------------------------
     def _blob_path(self, sha256: str) -> pathlib.Path:
-        return self._blob_dir / sha256[:2] / sha256[2:4] / sha256
+        return blob_path(self._blob_dir, sha256)
 
     async def write_blob(self, data: bytes) -> str:
         """Store bytes content-addressed (atomic, idempotent); return their sha256 hex."""
@@ -334,11 +337,13 @@ class SqliteStore(Store):
             await asyncio.to_thread(_unlink_all, doomed)
 
     # Images ---------------------------------------------------------------------------------
-    async def insert_image(self, image: ImageRecord) -> None:
-        """Record an image whose blob was already written; NotFound for an unknown session."""
+    async def insert_image(self, image: ImageRecord, usage: UsageRecord | None = None) -> None:
+        """Record an image whose blob was already written (and its usage); NotFound for an unknown session."""
         async with self._transaction() as tx:
             if image.session_id is not None:
                 await self._require_session(tx, image.session_id)
+            if usage is not None:
+                await access_tables.upsert_usage(tx, usage)
             await tx.execute(_insert_sql("images", _IMAGE_COLS), dataclasses.asdict(image))
         self._unpin((image.sha256,))
 
@@ -357,10 +362,13 @@ class SqliteStore(Store):
         images: Sequence[ImageRecord] = (),
         current_image_id: str | None = None,
         layers: Sequence[LayerRecord] | None = None,
+        usage: UsageRecord | None = None,
     ) -> TurnRecord:
         """Insert images and the turn, update the session (and its layers) atomically."""
         async with self._transaction(durable=True) as tx:
             await self._require_session(tx, turn.session_id)
+            if usage is not None:
+                await access_tables.upsert_usage(tx, usage)
             await tx.executemany(_insert_sql("images", _IMAGE_COLS), map(dataclasses.asdict, images))
             committed = await self._insert_turn(tx, turn)
             if current_image_id is not None:
@@ -438,37 +446,6 @@ class SqliteStore(Store):
                 f"SELECT {_LAYER_COLS} FROM layers WHERE session_id = ? AND layer_id = ?", (session_id, layer_id)
             )
         return _layer_from_row(rows[0])
-
-
-# Files ------------------------------------------------------------------------------------
-def _write_atomic(path: pathlib.Path, data: bytes) -> None:
-    """Write `path` via a synced temp file and rename; keep an existing complete copy."""
-    try:
-        if path.stat().st_size == len(data):
-            return
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _unlink_all(paths: Iterable[pathlib.Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
 
 
 # Page tokens ------------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""Fixed-window request limits per client, O(1) per request.
+
+The event loop runs one coroutine at a time and `hit` never awaits, so counting is exact
+under any number of concurrent requests in this process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one request against its limit, with the values for RateLimit-* headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int  # seconds until the window resets
+    window_s: int
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """RateLimit-Limit/-Remaining/-Reset/-Policy, and Retry-After when refused."""
+        pairs = (
+            ("ratelimit-limit", str(self.limit)),
+            ("ratelimit-remaining", str(self.remaining)),
+            ("ratelimit-reset", str(self.reset_s)),
+            ("ratelimit-policy", f"{self.limit};w={self.window_s}"),
+        )
+        return (*pairs, ("retry-after", str(self.reset_s))) if not self.allowed else pairs
+
+
+class RateLimiter:
+    """Counts requests per key in windows aligned to `window_s`."""
+
+    def __init__(
+        self, window_s: float = 300.0, clock: Callable[[], float] = time.time, max_keys: int = 100_000
+    ) -> None:
+        self.window_s = window_s
+        self.clock = clock
+        self.max_keys = max_keys
+        self._windows: dict[str, tuple[int, int]] = {}  # key -> (window number, count)
+
+    def hit(self, key: str, limit: int) -> Decision:
+        """Count one request for `key`; refused (and not counted) once `limit` is reached."""
+        now = self.clock()
+        window = int(now // self.window_s)
+        current, count = self._windows.get(key, (window, 0))
+        if current != window:
+            count = 0
+        allowed = count < limit
+        if allowed:
+            count += 1
+            if key not in self._windows and len(self._windows) >= self.max_keys:
+                self._evict(window)
+            self._windows[key] = (window, count)
+        reset = max(1, math.ceil((window + 1) * self.window_s - now))
+        return Decision(allowed, limit, max(0, limit - count), reset, int(self.window_s))
+
+    def _evict(self, window: int) -> None:
+        """Drop keys of past windows (amortised: runs only when the table is full)."""
+        for key in [k for k, (w, _) in self._windows.items() if w != window]:
+            del self._windows[key]
