@@ -175,6 +175,8 @@ class _Walk:
                     return None
                 raise self._stop_error(outcome)
             self.engine.health.record_failure(pair, profile.typical_latency_s)
+            if isinstance(outcome, errors.ProviderUnreachable):
+                return None  # nothing listens there: the next pair, not a retry
             delay = _backoff(retry, settings, outcome.retry_after)
             if retry == settings.retry_attempts or time.monotonic() + delay >= self.plan.deadline:
                 return None

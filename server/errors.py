@@ -121,6 +121,14 @@ class ProviderUnavailable(ProviderError):
     """Unreachable, connection refused, 5xx, or a malformed answer."""
 
 
+class ProviderUnreachable(ProviderUnavailable):
+    """The provider's host refused or could not take the connection.
+
+    Retrying the same pair at once only adds latency, so the engine moves down the chain
+    straight away (the failure still counts towards the pair's cooldown).
+    """
+
+
 class ProviderRateLimited(ProviderError):
     """The provider answered 429; `retry_after` carries its Retry-After."""
 

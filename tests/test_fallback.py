@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 from providers import Fail, ScriptedProvider, Succeed, png_bytes, profile
 from server_harness import expect_error, running_server
 
-from aigen.server.errors import ContentRefused, ProviderRateLimited, ProviderRejected, ProviderUnavailable
+from aigen.server.errors import (
+    ContentRefused,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+    ProviderUnreachable,
+)
 from aigen.v1 import generation_service_pb2 as gen_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
@@ -271,3 +279,17 @@ async def test_cooldown_after_repeated_failures_skips_the_pair(tmp_path):
         ]
         assert second.attempts[0].reason == Reason.ERROR_REASON_PROVIDER_COOLDOWN
         assert len(alpha.calls) == 2
+
+
+async def test_a_provider_that_refuses_connections_is_not_retried(tmp_path):
+    dead = ScriptedProvider("alpha", script=[ProviderUnreachable("alpha: cannot connect")])
+    alive = ScriptedProvider("beta")
+    async with running_server(
+        tmp_path, [dead, alive], retry_attempts=2, retry_base_delay_s=1.0, fallback_chain=[("beta", "beta-1")]
+    ) as h:
+        started = time.monotonic()
+        result = await h.generation.GenerateImage(gen_pb2.GenerateImageRequest(prompt="x", omit_image_data=True))
+        assert time.monotonic() - started < 0.9  # no backoff sleep before the fallback
+        assert result.provider == "beta"
+        assert len(dead.calls) == 1
+        assert result.attempts[0].outcome == types_pb2.AttemptOutcome.ATTEMPT_OUTCOME_FAILED_RETRYABLE

@@ -20,6 +20,7 @@ from aigen.server.errors import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from aigen.server.providers.base import ImageRequest, InputImage, Progress, registered_provider_classes
 from aigen.server.providers.bfl import BflProvider
@@ -309,12 +310,12 @@ async def test_slow_answers_time_out(fake):
     await provider.aclose()
 
 
-async def test_connection_refused_is_unavailable():
+async def test_connection_refused_is_unreachable():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     provider = BflProvider(KEY, base_url=f"http://127.0.0.1:{port}", **FAST)
-    with pytest.raises(ProviderUnavailable, match="ConnectError"):
+    with pytest.raises(ProviderUnreachable, match="cannot connect"):
         await generate(provider)
     await provider.aclose()
 

@@ -22,6 +22,7 @@ from aigen.server.errors import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from aigen.server.providers.base import ImageRequest, InputImage, Progress, registered_provider_classes
 from aigen.server.providers.replicate import ReplicateProvider
@@ -444,12 +445,12 @@ async def test_slow_answer_is_a_timeout(fake):
     await provider.aclose()
 
 
-async def test_connection_refused_is_unavailable():
+async def test_connection_refused_is_unreachable():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     provider = ReplicateProvider(TOKEN, base_url=f"http://127.0.0.1:{port}", **FAST)
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnreachable, match="cannot connect"):
         await generate(provider)
     await provider.aclose()
 

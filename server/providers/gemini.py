@@ -26,6 +26,7 @@ from aigen.server.errors import (
     ProviderNotConfigured,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from aigen.server.providers.base import (
     ALL_IMAGE_SIZES,
@@ -41,6 +42,7 @@ from aigen.server.providers.remote import (
     b64_bytes,
     b64_text,
     error_for_status,
+    is_connect_failure,
     parse_retry_after,
     with_model_id,
 )
@@ -313,7 +315,9 @@ def _map_api_errors() -> Iterator[None]:
     except (httpx2.TimeoutException, TimeoutError) as exc:
         raise ProviderTimeout("Gemini did not answer in time") from exc
     except (httpx2.TransportError, OSError) as exc:
-        raise ProviderUnavailable(f"Gemini is unreachable ({type(exc).__name__})") from exc
+        if is_connect_failure(exc):
+            raise ProviderUnreachable("Gemini is unreachable (cannot connect)") from exc
+        raise ProviderUnavailable(f"Gemini dropped the connection ({type(exc).__name__})") from exc
     except ValueError as exc:  # undecodable JSON or an answer that does not fit the schema
         raise ProviderUnavailable("Gemini sent a malformed answer") from exc
 

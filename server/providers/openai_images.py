@@ -24,6 +24,7 @@ from aigen.server.errors import (
     ProviderNotConfigured,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from aigen.server.imaging import nearest_ratio, ratio_value
 from aigen.server.providers.base import (
@@ -36,7 +37,13 @@ from aigen.server.providers.base import (
     ProgressCallback,
     register,
 )
-from aigen.server.providers.remote import b64_bytes, error_for_status, parse_retry_after, with_model_id
+from aigen.server.providers.remote import (
+    b64_bytes,
+    error_for_status,
+    is_connect_failure,
+    parse_retry_after,
+    with_model_id,
+)
 
 if TYPE_CHECKING:
     from aigen.server.config import Settings
@@ -271,7 +278,9 @@ def _map_api_errors() -> Iterator[None]:
     except openai.APITimeoutError as exc:
         raise ProviderTimeout("OpenAI did not answer in time") from exc
     except openai.APIConnectionError as exc:
-        raise ProviderUnavailable("OpenAI is unreachable or dropped the connection") from exc
+        if is_connect_failure(exc):
+            raise ProviderUnreachable("OpenAI is unreachable (cannot connect)") from exc
+        raise ProviderUnavailable("OpenAI dropped the connection") from exc
     except openai.APIStatusError as exc:
         raise _status_error(exc) from exc
     except openai.APIError as exc:  # an error event in the stream, or an answer off the schema

@@ -16,6 +16,7 @@ from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
 import httpx
+import httpx2
 import pybase64
 
 from aigen.server.errors import (
@@ -25,6 +26,7 @@ from aigen.server.errors import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from aigen.server.providers.base import InputImage, ModelProfile
 
@@ -92,7 +94,21 @@ def transport_errors(label: str, action: str) -> Iterator[None]:
     except httpx.TimeoutException as exc:
         raise ProviderTimeout(f"{label}: timed out {action}") from exc
     except httpx.HTTPError as exc:
+        if is_connect_failure(exc):
+            raise ProviderUnreachable(f"{label}: cannot connect while {action}") from exc
         raise ProviderUnavailable(f"{label}: {type(exc).__name__} while {action}") from exc
+
+
+def is_connect_failure(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is a failure to connect, not a failure mid-answer."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (httpx.ConnectError, httpx2.ConnectError, ConnectionRefusedError)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 # Base64 -------------------------------------------------------------------------------------------
