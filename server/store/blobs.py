@@ -20,6 +20,9 @@ import grpc
 
 from aigen.server.errors import AigenError, InvalidArgument, NotFound, Reason
 
+# A blob written but not yet referenced by an image row is kept through garbage
+# collection for this long, so a commit that follows its write never loses it.
+BLOB_PIN_S = 900.0
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -8,8 +8,6 @@ read or transaction, so nobody ever observes another coroutine's uncommitted wri
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import hashlib
 import json
@@ -22,13 +20,14 @@ from typing import Any
 
 import aiosqlite
 
-from aigen.server.errors import InvalidArgument, NotFound, Reason
+from aigen.server.errors import NotFound, Reason
 from aigen.server.store import sqlite_access as access_tables
 from aigen.server.store.base import Store
+from aigen.server.store.blobs import BLOB_PIN_S, blob_path
 from aigen.server.store.blobs import SHA256 as _SHA256
-from aigen.server.store.blobs import blob_path
 from aigen.server.store.blobs import unlink_all as _unlink_all
 from aigen.server.store.blobs import write_atomic as _write_atomic
+from aigen.server.store.pages import decode_page_token, encode_page_token, page_limit
 from aigen.server.store.records import (
     AttemptRecord,
     ImageRecord,
@@ -39,12 +38,6 @@ from aigen.server.store.records import (
     TurnRecord,
     UsageRecord,
 )
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-# A blob written but not yet referenced by an image row is kept through garbage
-# collection for this long, so a commit that follows its write_blob never loses it.
-BLOB_PIN_S = 900.0
 
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append, never edit.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -222,15 +215,13 @@ class SqliteStore(access_tables.AccessTables, Store):
 
     async def list_sessions(self, project: str | None, page_size: int, page_token: str) -> Page:
         """Sessions newest first, keyset-paginated; an empty `project` means every project."""
-        if page_size < 0:
-            raise InvalidArgument("page_size", "must not be negative")
-        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        limit = page_limit(page_size)
         where, params = [], []
         if project:
             where.append("project = ?")
             params.append(project)
         if page_token:
-            created_at, session_id = _decode_page_token(page_token)
+            created_at, session_id = decode_page_token(page_token)
             where.append("(created_at < ? OR (created_at = ? AND session_id < ?))")
             params += [created_at, created_at, session_id]
         sql = f"SELECT {_SESSION_COLS} FROM sessions"
@@ -240,7 +231,7 @@ class SqliteStore(access_tables.AccessTables, Store):
         async with self._reading() as db:
             rows = await db.execute_fetchall(sql, (*params, limit + 1))
         sessions = [_session_from_row(row) for row in rows[:limit]]
-        token = _encode_page_token(sessions[-1]) if len(rows) > limit else ""
+        token = encode_page_token(sessions[-1]) if len(rows) > limit else ""
         return Page(sessions=sessions, next_page_token=token)
 
     async def delete_session(self, session_id: str) -> None:
@@ -449,24 +440,6 @@ class SqliteStore(access_tables.AccessTables, Store):
 
 
 # Page tokens ------------------------------------------------------------------------------
-def _encode_page_token(last: SessionRecord) -> str:
-    raw = json.dumps({"created_at": last.created_at, "session_id": last.session_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        created_at, session_id = data["created_at"], data["session_id"]
-    except (binascii.Error, ValueError, TypeError, KeyError):
-        created_at = session_id = None
-    valid_time = isinstance(created_at, int | float) and not isinstance(created_at, bool)
-    if not valid_time or not isinstance(session_id, str):
-        raise InvalidArgument("page_token", "is not a next_page_token of this listing")
-    return float(created_at), session_id
-
-
 # Row mapping ------------------------------------------------------------------------------
 def _session_params(session: SessionRecord) -> dict[str, Any]:
     params = dataclasses.asdict(session)

@@ -1,0 +1,1 @@
+"""Schema revisions, oldest first. Append new revisions; never edit an applied one."""
