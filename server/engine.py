@@ -78,6 +78,8 @@ class FallbackEngine:
         When `attempts` is given, every attempt is appended to it as it ends, so a caller
         whose walk is cancelled still knows what was tried.
         """
+        if not reporter.active and plan.request.previews:  # nobody watches: providers may skip streaming
+            plan = dataclasses.replace(plan, request=dataclasses.replace(plan.request, previews=False))
         walk = _Walk(self, plan, reporter, attempts)
         return await walk.run()
 

@@ -72,6 +72,33 @@ async def generate(provider: OpenAIProvider, **fields) -> tuple:
 # Generation and streaming.
 
 
+async def test_without_a_progress_listener_the_answer_is_plain_json(provider, fake):
+    updates: list[Progress] = []
+    request = ImageRequest(prompt="a red bicycle", model="gpt-image", previews=False)
+    result = await provider.generate(request, updates.append)
+    assert updates == []
+    assert pixel(result.data) == FINAL_COLOR
+    assert result.mime_type == "image/png"
+    sent = fake.last
+    assert sent.path == "/v1/images/generations"
+    assert "stream" not in sent.json and "partial_images" not in sent.json
+
+
+async def test_plain_edit_without_a_progress_listener(provider, fake):
+    source = InputImage(png_bytes(64, 64), "image/png")
+    request = ImageRequest(prompt="make it blue", model="gpt-image", source_image=source, previews=False)
+    result, updates = await generate_request(provider, request)
+    assert updates == [] and pixel(result.data) == FINAL_COLOR
+    fields = params(fake.last)
+    assert fake.last.path == "/v1/images/edits" and "stream" not in fields
+
+
+async def generate_request(provider: OpenAIProvider, request: ImageRequest) -> tuple:
+    updates: list[Progress] = []
+    return await provider.generate(request, updates.append), updates
+
+
+
 async def test_generate_streams_partial_images_as_previews(provider, fake):
     seen_before_completion: list[int] = []
     updates: list[Progress] = []

@@ -282,6 +282,14 @@ async def test_openai_partial_images_stream_as_previews(server, vendors):
     assert [e.message for e in previews] == ["partial image 1 of 2", "partial image 2 of 2"]
     assert events.index(previews[-1]) < len(events) - 1
     assert events[-1].phase == Phase.PHASE_COMPLETED and events[-1].result.provider == "openai"
+    assert vendors.openai.last.json["stream"] is True
+
+
+async def test_unary_openai_generations_skip_streaming(server, vendors):
+    sid = await new_session(server, "openai", "gpt-image")
+    result = await server.generation.Generate(gen_pb2.GenerateRequest(session_id=sid, prompt="x"))
+    assert result.provider == "openai"
+    assert "stream" not in vendors.openai.last.json  # nobody watches progress: the plain answer
 
 
 # Cancellation -------------------------------------------------------------------------------------

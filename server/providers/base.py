@@ -45,6 +45,7 @@ class ImageRequest:
     source_image: InputImage | None = None  # the image to edit (iterate)
     mask: InputImage | None = None  # PNG, white = editable (layered mode)
     provider_state: bytes | None = None  # what this provider kept from the previous turn
+    previews: bool = True  # somebody watches progress: stream previews where the provider can
 
 
 @dataclass(frozen=True, slots=True)

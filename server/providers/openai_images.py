@@ -1,8 +1,9 @@
 """OpenAI GPT Image through the openai async client, streaming partial images as previews.
 
 Generation uses `images.generate`; anything with input images (the image to edit, references,
-a mask) uses `images.edit`. Both stream: partial images reach the progress callback as
-previews, and the `*.completed` event carries the final image.
+a mask) uses `images.edit`. When somebody watches progress both stream: partial images reach
+the progress callback as previews, and the `*.completed` event carries the final image.
+Otherwise the plain JSON answer is cheaper (no event parsing of the partial images).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class OpenAIProvider(ImageProvider):
         return self._client is not None
 
     async def generate(self, request: ImageRequest, progress: ProgressCallback) -> ImageResult:
-        """Stream one image; partial images go to `progress` as previews."""
+        """One image; streamed with previews to `progress` when `request.previews` asks for them."""
         client = self._checked(request)
         size, degradations = _size(request)
         quality, quality_degradations = _quality(request.quality)
@@ -128,19 +129,19 @@ class OpenAIProvider(ImageProvider):
             "prompt": request.prompt,
             "size": size,
             "quality": quality,
-            "stream": True,
-            "partial_images": PARTIAL_IMAGES,
             "timeout": self._settings.timeout_for(NAME, self._profile.name),
         }
+        if request.previews:
+            options.update(stream=True, partial_images=PARTIAL_IMAGES)
         images = await asyncio.to_thread(_uploads, request)
         if request.mask is not None and not images:
             degradations = (*degradations, "mask ignored (no image to edit)")
         with _map_api_errors():
             if images:
-                stream = await client.images.edit(image=images, **options, **await _mask_option(request))
+                answer = await client.images.edit(image=images, **options, **await _mask_option(request))
             else:
-                stream = await client.images.generate(**options)
-            result = await _consume(stream, progress)
+                answer = await client.images.generate(**options)
+            result = await _consume(answer, progress) if request.previews else _read_answer(answer)
         return replace(result, degradations=(*degradations, *quality_degradations))
 
     def _checked(self, request: ImageRequest) -> openai.AsyncOpenAI:
@@ -261,6 +262,15 @@ async def _consume(stream: openai.AsyncStream[Any], progress: ProgressCallback) 
     if result is None:
         raise ProviderUnavailable("OpenAI's stream ended without an image")
     return result
+
+
+def _read_answer(answer: Any) -> ImageResult:
+    """The image of a plain (not streamed) answer."""
+    item = answer.data[0] if answer.data else None
+    data = b64_bytes(item.b64_json or "") if item is not None else b""
+    if not data:
+        raise ProviderUnavailable("OpenAI answered without an image")
+    return ImageResult(data=data, mime_type=_mime(answer), revised_prompt=item.revised_prompt or "")
 
 
 def _mime(event: Any) -> str:
