@@ -98,7 +98,6 @@ async def generate_request(provider: OpenAIProvider, request: ImageRequest) -> t
     return await provider.generate(request, updates.append), updates
 
 
-
 async def test_generate_streams_partial_images_as_previews(provider, fake):
     seen_before_completion: list[int] = []
     updates: list[Progress] = []
