@@ -34,9 +34,9 @@ import httpx
 import psutil
 import pytest
 from envoy_harness import running_stack
-from fakes.base import png_bytes
+from fakes.base import json_response, png_bytes
 from fakes.gemini import FakeGemini
-from fakes.openai import FakeOpenAI, _sse
+from fakes.openai import FakeOpenAI, _sse, params
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -229,7 +229,12 @@ def _completed_event(data: bytes, output_format: str = "png") -> bytes:
 
 
 def _image_event(fake: FakeOpenAI, data: bytes, output_format: str = "png"):
+    """One image answer, streamed or as plain JSON, as the request asks."""
+
     async def handler(request, recorded):
+        if str(params(recorded).get("stream", "")).lower() != "true":
+            body = {"data": [{"b64_json": base64.b64encode(data).decode()}], "output_format": output_format}
+            return json_response(200, body)
         return await fake._stream(request, [_completed_event(data, output_format)])
 
     return fake.script(handler)

@@ -266,7 +266,10 @@ async def _consume(stream: openai.AsyncStream[Any], progress: ProgressCallback) 
 
 def _read_answer(answer: Any) -> ImageResult:
     """The image of a plain (not streamed) answer."""
-    item = answer.data[0] if answer.data else None
+    items = getattr(answer, "data", None)
+    if not isinstance(items, list):
+        raise ProviderUnavailable("OpenAI sent a malformed answer")
+    item = items[0] if items else None
     data = b64_bytes(item.b64_json or "") if item is not None else b""
     if not data:
         raise ProviderUnavailable("OpenAI answered without an image")

@@ -133,12 +133,17 @@ class FakeOpenAI(FakeServer):
     def midstream_error_reply(
         self, *, code: str = "moderation_blocked", message: str = "", partials: int = 1
     ) -> Handler:
-        """A stream that sends partial images, then an `error` event instead of the image."""
+        """A stream that sends partial images, then an `error` event instead of the image.
+
+        Asked without streaming, the API answers the same refusal as a 400 JSON error.
+        """
 
         async def handler(request: web.Request, recorded: Recorded) -> web.StreamResponse:
+            error = error_body(400, message or "Your request was rejected by the safety system.", code, None)
+            if not _wants_stream(recorded):
+                return json_response(400, error, None)
             common = self._common(recorded, "png")
             events = [self._partial(recorded, index, common) for index in range(partials)]
-            error = error_body(400, message or "Your request was rejected by the safety system.", code, None)
             events.append(_sse("error", {"type": "error", **error}))
             return await self._stream(request, events)
 
