@@ -20,7 +20,7 @@ import grpc
 
 from aigen.server import errors, headers
 from aigen.server.config import Settings
-from aigen.server.ratelimit import RateLimiter
+from aigen.server.ratelimit import AsyncRateLimiter, LocalRateLimiter, RateLimiter
 from aigen.server.store.base import Store
 from aigen.server.store.records import CredentialRecord, ProjectRecord
 
@@ -74,10 +74,10 @@ def new_secret(prefix: str) -> str:
 class AccessControl:
     """Authenticates each call, sets the principal, and applies the rate limit."""
 
-    def __init__(self, store: Store, settings: Settings, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, limiter: AsyncRateLimiter | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.limiter = limiter or RateLimiter(settings.rate_limit_window_s)
+        self.limiter = limiter or LocalRateLimiter(RateLimiter(settings.rate_limit_window_s))
         self._projects_checked = 0.0
         self._has_projects = False
 
@@ -104,7 +104,7 @@ class AccessControl:
         metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
         principal = await self._principal(method, metadata)
         _principal.set(principal)
-        self._limit(principal, metadata, context)
+        await self._limit(principal, metadata, context)
 
     async def _principal(self, method: str, metadata: dict[str, str]) -> Principal:
         bearer = _bearer(metadata.get("authorization", ""))
@@ -136,12 +136,12 @@ class AccessControl:
         project = await self.store.get_project(credential.project_id)
         return Principal(project=project, scoped=True, credential_id=credential.credential_id)
 
-    def _limit(self, principal: Principal, metadata: dict[str, str], context: grpc.aio.ServicerContext) -> None:
+    async def _limit(self, principal: Principal, metadata: dict[str, str], context: grpc.aio.ServicerContext) -> None:
         if principal.admin:
             return
         key = principal.credential_id or f"addr:{client_address(metadata, context.peer())}"
         limit = principal.project.rate_limit or self.settings.rate_limit
-        decision = self.limiter.hit(key, limit)
+        decision = await self.limiter.hit(key, limit)
         headers.add(*decision.headers())
         if not decision.allowed:
             raise errors.RateLimited(

@@ -21,6 +21,7 @@ from aigen.server.observability.interceptor import ObservabilityInterceptor
 from aigen.server.observability.telemetry import Telemetry
 from aigen.server.projects import Projects
 from aigen.server.providers.base import ProviderRegistry, registered_provider_classes
+from aigen.server.ratelimit import AsyncRateLimiter
 from aigen.server.services.generation import GenerationServicer
 from aigen.server.services.image import ImageServicer
 from aigen.server.services.layers import LayerServicer
@@ -29,7 +30,7 @@ from aigen.server.services.projects import AccessServicer, ProjectServicer
 from aigen.server.services.session import SessionServicer
 from aigen.server.services.ui import UiServicer
 from aigen.server.store.base import Store
-from aigen.server.store.sqlite import SqliteStore
+from aigen.server.store.factory import build_rate_limiter, build_store
 from aigen.v1 import (
     access_service_pb2,
     access_service_pb2_grpc,
@@ -74,12 +75,14 @@ class RunningServer:
     registry: ProviderRegistry
     health: health.HealthServicer
     resolver: ModelResolver
+    limiter: AsyncRateLimiter
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, let in-flight ones finish within `grace`, close everything."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.grace_period_s if grace is None else grace)
         await self.registry.aclose()
+        await self.limiter.close()
         await self.store.close()
 
 
@@ -103,7 +106,7 @@ async def start_server(
 ) -> RunningServer:
     """Build and start the server; `registry` and `store` may be given (tests)."""
     registry = registry if registry is not None else build_registry(settings)
-    store = store if store is not None else SqliteStore(settings.data_dir)
+    store = store if store is not None else build_store(settings)
     await store.open()
     model_health = ModelHealth(cooldown_failures=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
     resolver = ModelResolver(registry, settings, model_health)
@@ -114,7 +117,9 @@ async def start_server(
     base_url = public_base_url(settings)
     layered = LayeredSessions(store)
     generations = Generations(settings, resolver, store, engine, layered, base_url, telemetry)
-    access_control = AccessControl(store, settings)
+    limiter = build_rate_limiter(settings)
+    await limiter.open()
+    access_control = AccessControl(store, settings, limiter)
 
     # The interceptor reports requests past the cap as INVALID_ARGUMENT; the transport's own
     # limit only bounds memory, far above it.
@@ -152,4 +157,4 @@ async def start_server(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("aigen gRPC server listening on %s:%d", settings.host, port)
-    return RunningServer(server, port, settings, store, registry, health_servicer, resolver)
+    return RunningServer(server, port, settings, store, registry, health_servicer, resolver, limiter)

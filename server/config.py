@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
 
     # Limits (APP-API: prompts of at most 4,000 characters, 120 s per generation).
     generation_timeout_s: float = 120.0
+    # A session stays busy for its generation's deadline plus this margin; a replica that dies
+    # mid-generation therefore frees its sessions once the lease runs out.
+    lease_margin_s: float = 30.0
     model_timeouts_s: dict[str, float] = Field(default_factory=dict)  # "provider/model" -> s
     max_prompt_chars: int = 4000
     max_reference_images: int = 14
@@ -115,6 +118,15 @@ class Settings(BaseSettings):
     s3_access_key_id: str = ""  # empty: botocore's default credential chain
     s3_secret_access_key: str = ""
 
+    # Backends: "sqlite" is the embedded single-process store under data_dir; "postgres" is
+    # the shared store (AIGEN_DATABASE_URL) that several replicas use together. Image bytes
+    # live under data_dir/blobs ("local") or in the S3 bucket of the s3_* settings ("s3").
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    database_url: str = ""  # e.g. postgresql://aigen@127.0.0.1:5432/aigen
+    blobs: Literal["local", "s3"] = "local"
+    # gRPC server processes `make serve` starts (consecutive ports from grpc_port) behind one Envoy.
+    replicas: int = Field(1, ge=1)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -130,6 +142,17 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_backends(self) -> Settings:
+        """The chosen store and blob backends have what they need."""
+        if self.store == "postgres" and not self.database_url:
+            raise ValueError("AIGEN_STORE=postgres needs AIGEN_DATABASE_URL (postgresql://user@host:5432/db)")
+        if self.blobs == "s3" and not self.s3_bucket:
+            raise ValueError("AIGEN_BLOBS=s3 needs AIGEN_S3_BUCKET")
+        if self.blobs == "s3" and self.store == "sqlite":
+            raise ValueError("AIGEN_BLOBS=s3 needs AIGEN_STORE=postgres (the sqlite store keeps blobs in data_dir)")
+        return self
 
     def timeout_for(self, provider: str, model: str) -> float:
         """The generation deadline for one provider/model pair."""

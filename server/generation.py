@@ -44,7 +44,6 @@ from aigen.server.store.records import (
 from aigen.v1 import types_pb2
 
 QUALITIES = ("", "auto", "low", "medium", "high")
-LEASE_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +116,7 @@ class Generations:
         if session is not None:
             plan = await self._with_session_inputs(kind, session, plan, request)
             if not await self.store.try_begin_generation(
-                session.session_id, deadline - time.monotonic() + LEASE_MARGIN_S
+                session.session_id, deadline - time.monotonic() + self.settings.lease_margin_s
             ):
                 raise errors.SessionBusy(f"session {session.session_id} is already generating; retry when it is ready")
         return Prepared(

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +65,43 @@ class RateLimiter:
         """Drop keys of past windows (amortised: runs only when the table is full)."""
         for key in [k for k, (w, _) in self._windows.items() if w != window]:
             del self._windows[key]
+
+
+class AsyncRateLimiter(Protocol):
+    """What AccessControl needs from a limiter."""
+
+    window_s: float
+
+    async def open(self) -> None:
+        """Connect (shared counters) or nothing (in process)."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect."""
+        ...
+
+    async def hit(self, key: str, limit: int) -> Decision:
+        """Count one request for `key`; refused (and not counted) once `limit` is reached."""
+        ...
+
+
+class LocalRateLimiter:
+    """The in-process RateLimiter behind the async interface (one process, one replica)."""
+
+    def __init__(self, limiter: RateLimiter | None = None, window_s: float = 300.0) -> None:
+        self.limiter = limiter or RateLimiter(window_s)
+
+    @property
+    def window_s(self) -> float:
+        """The window length in seconds."""
+        return self.limiter.window_s
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def hit(self, key: str, limit: int) -> Decision:
+        """Count one request for `key` (never awaits, so counting stays exact in this process)."""
+        return self.limiter.hit(key, limit)

@@ -4,6 +4,10 @@ Starts the server, waits for gRPC health SERVING, renders the Envoy config under
 starts Envoy and waits for its admin `/ready`, then prints where everything listens. SIGINT and
 SIGTERM stop both children cleanly (exit 0); if either child dies, the other is stopped and the
 exit code is 1.
+
+With AIGEN_REPLICAS=N (N > 1, which needs AIGEN_STORE=postgres) it starts N servers on
+consecutive gRPC ports from AIGEN_GRPC_PORT, waits until every one is SERVING and renders Envoy
+with all of them as endpoints; the death of any child stops them all.
 """
 
 from __future__ import annotations
@@ -43,11 +47,50 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _free_ports_from(count: int) -> int:
+    """The first of `count` consecutive ports free on loopback a moment ago."""
+    for _ in range(100):
+        base = _free_port()
+        if base + count - 1 > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+    raise StartupError(f"no {count} consecutive free ports on loopback")
+
+
 def resolve_ports(settings: Settings) -> Settings:
-    """Settings with concrete ports: 0 for the REST or gRPC port picks a free one."""
-    return settings.model_copy(
-        update={"grpc_port": settings.grpc_port or _free_port(), "http_port": settings.http_port or _free_port()}
-    )
+    """Settings with concrete ports: 0 for the REST or gRPC port picks a free one (for several
+    replicas, the first of as many consecutive free ports).
+    """
+    grpc_port = settings.grpc_port or (_free_port() if settings.replicas == 1 else _free_ports_from(settings.replicas))
+    return settings.model_copy(update={"grpc_port": grpc_port, "http_port": settings.http_port or _free_port()})
+
+
+def replica_ports(settings: Settings) -> list[int]:
+    """The gRPC port of every replica: grpc_port, grpc_port + 1, ..."""
+    return [settings.grpc_port + index for index in range(settings.replicas)]
+
+
+def check_replicas(settings: Settings) -> None:
+    """Several replicas share state only through PostgreSQL: refuse them on the embedded store."""
+    if settings.replicas > 1 and settings.store != "postgres":
+        raise StartupError(
+            f"AIGEN_REPLICAS={settings.replicas} needs AIGEN_STORE=postgres (and AIGEN_DATABASE_URL): "
+            f"the {settings.store} store belongs to one process"
+        )
+
+
+def server_name(index: int, settings: Settings) -> str:
+    """How a replica is named in messages: "gRPC server", or "gRPC server 2 (port 19003)"."""
+    if settings.replicas == 1:
+        return SERVER
+    return f"{SERVER} {index + 1} (port {settings.grpc_port + index})"
 
 
 async def spawn(*argv: str, env: dict[str, str] | None = None) -> Process:
@@ -55,15 +98,16 @@ async def spawn(*argv: str, env: dict[str, str] | None = None) -> Process:
     return await asyncio.create_subprocess_exec(*argv, env=env, process_group=0)
 
 
-async def start_server(settings: Settings) -> Process:
-    """Start `python -m aigen.server` on the resolved ports."""
-    env = {**os.environ, "AIGEN_GRPC_PORT": str(settings.grpc_port), "AIGEN_HTTP_PORT": str(settings.http_port)}
+async def start_server(settings: Settings, grpc_port: int | None = None) -> Process:
+    """Start `python -m aigen.server` on the resolved ports (`grpc_port` for one replica)."""
+    port = settings.grpc_port if grpc_port is None else grpc_port
+    env = {**os.environ, "AIGEN_GRPC_PORT": str(port), "AIGEN_HTTP_PORT": str(settings.http_port)}
     return await spawn(sys.executable, "-m", "aigen.server", env=env)
 
 
 async def start_envoy(settings: Settings, workdir: Path) -> tuple[Process, Path]:
     """Render the config into `workdir` and start Envoy; returns it and its admin address file."""
-    config = write_config(options_from_settings(settings), workdir / "envoy.yaml")
+    config = write_config(options_from_settings(settings, grpc_ports=replica_ports(settings)), workdir / "envoy.yaml")
     address_file = workdir / "admin-address.txt"
     address_file.unlink(missing_ok=True)
     argv = ("-c", str(config), "--disable-hot-restart", "--log-level", "warning")
@@ -119,12 +163,17 @@ def banner(settings: Settings, admin: str, providers: str) -> str:
         [
             "aigen is ready",
             f"  REST       http://localhost:{settings.http_port}",
-            f"  gRPC       localhost:{settings.grpc_port} (also through Envoy on {settings.http_port})",
+            f"  gRPC       localhost:{_port_list(settings)} (also through Envoy on {settings.http_port})",
             f"  admin      http://{admin}",
             f"  data dir   {settings.data_dir.resolve()}",
             f"  providers  {providers}",
         ]
     )
+
+
+def _port_list(settings: Settings) -> str:
+    ports = replica_ports(settings)
+    return str(ports[0]) if len(ports) == 1 else f"{ports[0]}-{ports[-1]} ({len(ports)} replicas)"
 
 
 async def stop_child(process: Process, grace: float) -> None:
@@ -139,21 +188,27 @@ async def stop_child(process: Process, grace: float) -> None:
 
 
 async def stop_all(processes: dict[str, Process], settings: Settings) -> None:
-    """Stop the server first (in-flight calls finish through Envoy within the grace period),
+    """Stop the server(s) first (in-flight calls finish through Envoy within the grace period),
     then Envoy.
     """
-    if server := processes.get(SERVER):
-        await stop_child(server, settings.grace_period_s + ENVOY_STOP_S)
+    servers = [process for name, process in processes.items() if name != ENVOY]
+    await asyncio.gather(*(stop_child(server, settings.grace_period_s + ENVOY_STOP_S) for server in servers))
     if envoy := processes.get(ENVOY):
         await stop_child(envoy, ENVOY_STOP_S)
 
 
 async def start_children(settings: Settings, processes: dict[str, Process]) -> str:
-    """Start the server, then Envoy once the server is SERVING; returns the banner."""
-    processes[SERVER] = server = await start_server(settings)
-    async with grpc.aio.insecure_channel(f"{upstream_host(settings.host)}:{settings.grpc_port}") as channel:
-        await wait_until(lambda: grpc_serving(channel), server, SERVER)
-        providers = await provider_summary(channel)
+    """Start the server(s), then Envoy once every one is SERVING; returns the banner."""
+    servers: list[tuple[str, int, Process]] = []
+    for index, port in enumerate(replica_ports(settings)):
+        name = server_name(index, settings)
+        processes[name] = process = await start_server(settings, port)
+        servers.append((name, port, process))
+    providers = ""
+    for name, port, process in servers:
+        async with grpc.aio.insecure_channel(f"{upstream_host(settings.host)}:{port}") as channel:
+            await wait_until(lambda channel=channel: grpc_serving(channel), process, name)
+            providers = providers or await provider_summary(channel)
     workdir = settings.data_dir / "envoy"
     workdir.mkdir(parents=True, exist_ok=True)
     envoy, address_file = await start_envoy(settings, workdir)
@@ -190,6 +245,7 @@ async def supervise(settings: Settings) -> int:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     processes: dict[str, Process] = {}
     try:
+        check_replicas(settings)
         code = await run(settings, processes, stop)
     except StartupError as exc:
         print(f"aigen: {exc}", file=sys.stderr, flush=True)
