@@ -76,6 +76,7 @@ class RunningServer:
     health: health.HealthServicer
     resolver: ModelResolver
     limiter: AsyncRateLimiter
+    model_health: ModelHealth | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, let in-flight ones finish within `grace`, close everything."""
@@ -83,6 +84,8 @@ class RunningServer:
         await self.server.stop(self.settings.grace_period_s if grace is None else grace)
         await self.registry.aclose()
         await self.limiter.close()
+        if hasattr(self.model_health, "close"):  # the shared cooldowns' refresher and pool
+            await self.model_health.close()
         await self.store.close()
 
 
@@ -108,7 +111,16 @@ async def start_server(
     registry = registry if registry is not None else build_registry(settings)
     store = store if store is not None else build_store(settings)
     await store.open()
-    model_health = ModelHealth(cooldown_failures=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
+    if settings.store == "postgres":  # cooldowns shared by every replica
+        from aigen.server.health_shared import SharedModelHealth
+
+        shared_health = SharedModelHealth(
+            settings.database_url, cooldown_failures=settings.cooldown_failures, cooldown_s=settings.cooldown_s
+        )
+        await shared_health.open()
+        model_health: ModelHealth = shared_health
+    else:
+        model_health = ModelHealth(cooldown_failures=settings.cooldown_failures, cooldown_s=settings.cooldown_s)
     resolver = ModelResolver(registry, settings, model_health)
     telemetry = Telemetry.from_environment(
         model_health.cooling_down, lambda provider, model: registry.find_model(provider, model) is not None
@@ -157,4 +169,6 @@ async def start_server(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("aigen gRPC server listening on %s:%d", settings.host, port)
-    return RunningServer(server, port, settings, store, registry, health_servicer, resolver, limiter)
+    return RunningServer(
+        server, port, settings, store, registry, health_servicer, resolver, limiter, model_health=model_health
+    )
