@@ -115,8 +115,16 @@ class Generations:
         plan = Plan(request=image_request, chain=chain, deadline=deadline, allowed=project.allowed_providers)
         if session is not None:
             plan = await self._with_session_inputs(kind, session, plan, request)
+            pending = {
+                "kind": kind,
+                "text": text,
+                "requested_provider": requested[0],
+                "requested_model": requested[1],
+                "aspect_ratio": plan.request.aspect_ratio,
+                "image_size": plan.request.image_size,
+            }
             if not await self.store.try_begin_generation(
-                session.session_id, deadline - time.monotonic() + self.settings.lease_margin_s
+                session.session_id, deadline - time.monotonic() + self.settings.lease_margin_s, pending
             ):
                 raise errors.SessionBusy(f"session {session.session_id} is already generating; retry when it is ready")
         return Prepared(

@@ -580,7 +580,7 @@ async def test_everything_survives_a_restart(dsn: str, blob_root: Path, clock: C
 
     conn = await asyncpg.connect(dsn)
     try:
-        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0003"
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0004"
     finally:
         await conn.close()
 

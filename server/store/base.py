@@ -8,8 +8,10 @@ unknown session or image, never returns a half-written state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from aigen.server.ids import new_id
 from aigen.server.store.records import (
     CredentialRecord,
     ImageRecord,
@@ -28,7 +30,8 @@ class Store(ABC):
     @abstractmethod
     async def open(self) -> None:
         """Create or migrate the schema, then recover: sessions left "generating" by a
-        crash become "ready" again.
+        crash become "ready" again, each with an "interrupted" turn for the generation it
+        was running (see try_begin_generation).
         """
 
     @abstractmethod
@@ -55,15 +58,24 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def try_begin_generation(self, session_id: str, lease_s: float) -> bool:
+    async def try_begin_generation(
+        self, session_id: str, lease_s: float, pending: Mapping[str, Any] | None = None
+    ) -> bool:
         """Atomically mark the session "generating" with a lease of `lease_s` seconds.
+
+        `pending` describes the generation (keys of PENDING_KEYS) and is kept on the session
+        with its start time until end_generation. A lease that expired, or that a restart of
+        the embedded store finds, was cut off: in the transaction that takes over or frees
+        it, its pending generation is recorded as an "interrupted" turn (interrupted_turn).
 
         False when another generation holds an unexpired lease. NotFound when absent.
         """
 
     @abstractmethod
     async def end_generation(self, session_id: str) -> None:
-        """Mark the session "ready" (no-op when it was deleted meanwhile)."""
+        """Mark the session "ready" and forget its pending generation (no-op when it was
+        deleted meanwhile).
+        """
 
     # Images -------------------------------------------------------------------------------
     @abstractmethod
@@ -152,3 +164,39 @@ class Store(ABC):
     @abstractmethod
     async def list_usage(self, project_id: str, start_day: str = "", end_day: str = "") -> list[UsageRecord]:
         """A project's usage rows by day, provider, model and billing mode."""
+
+
+# Interrupted generations ----------------------------------------------------------------------
+PENDING_KEYS = ("kind", "text", "requested_provider", "requested_model", "aspect_ratio", "image_size")
+INTERRUPTED_ERROR = "the server stopped before the generation finished"
+
+
+def pending_record(pending: Mapping[str, Any] | None, started_at: float) -> dict[str, Any] | None:
+    """What a store keeps on the session while a generation runs (None: nothing to record)."""
+    if pending is None:
+        return None
+    record = {key: str(pending.get(key, "")) for key in PENDING_KEYS}
+    record["started_at"] = float(started_at)
+    return record
+
+
+def interrupted_turn(session_id: str, pending: Mapping[str, Any], now: float) -> TurnRecord:
+    """The "interrupted" turn of a generation whose lease expired or whose process died,
+    recorded at `now` (when the store noticed; how long it ran is unknown).
+    """
+    kind = str(pending.get("kind", "")) or "generate"
+    text = str(pending.get("text", ""))
+    return TurnRecord(
+        turn_id=new_id("turn"),
+        session_id=session_id,
+        kind=kind,
+        status="interrupted",
+        created_at=now,
+        prompt=text if kind != "iterate" else "",
+        instructions=text if kind == "iterate" else "",
+        requested_provider=str(pending.get("requested_provider", "")),
+        requested_model=str(pending.get("requested_model", "")),
+        error=INTERRUPTED_ERROR,
+        aspect_ratio=str(pending.get("aspect_ratio", "")),
+        image_size=str(pending.get("image_size", "")),
+    )

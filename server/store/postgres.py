@@ -6,6 +6,9 @@ generation lease is one conditional UPDATE, evaluated by PostgreSQL against the 
 so two replicas can never both take it. Times are epoch seconds: from the injected clock when
 one is given, otherwise from the database's clock (one clock for every replica).
 
+The generation a lease is for is kept in `sessions.pending` (JSONB) while the lease lasts, so
+a lease found expired is recorded as an interrupted turn.
+
 The schema is migrated with Alembic (`migrations/`) on a short-lived synchronous psycopg
 connection in a worker thread; the store's own queries all go through asyncpg.
 """
@@ -18,14 +21,14 @@ import dataclasses
 import hashlib
 import json
 import pathlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
 from aigen.server.errors import NotFound, Reason
-from aigen.server.store.base import Store
+from aigen.server.store.base import Store, interrupted_turn, pending_record
 from aigen.server.store.blobs import BLOB_PIN_S, BlobStore, blob_not_found, is_sha256
 from aigen.server.store.pages import decode_page_token, encode_page_token, page_limit
 from aigen.server.store.records import (
@@ -158,12 +161,7 @@ class PostgresStore(Store):
         try:
             await self._blobs.open()
             self._pool = pool
-            async with self._transaction() as tx:
-                await tx.execute(
-                    "UPDATE sessions SET status = 'ready', busy_until = 0 "
-                    f"WHERE status = 'generating' AND busy_until < {_NOW.format('$1')}",
-                    self._now(),
-                )
+            await self._release_expired_leases()
             await self._collect_blobs(set())  # blobs whose pins expired unreferenced
         except BaseException:
             self._pool = None
@@ -186,6 +184,31 @@ class PostgresStore(Store):
 
     def _now(self) -> float | None:
         return self._clock() if self._clock is not None else None
+
+    async def _release_expired_leases(self) -> None:
+        """Free sessions whose lease expired, recording each one's pending generation as an
+        interrupted turn in the same transaction (rows another transaction holds are skipped:
+        it is taking or ending that lease itself).
+        """
+        async with self._transaction() as tx:
+            now = await tx.fetchval(f"SELECT {_NOW.format('$1')}", self._now())
+            rows = await tx.fetch(
+                "SELECT session_id, pending FROM sessions "
+                "WHERE status = 'generating' AND busy_until < $1 ORDER BY session_id FOR UPDATE SKIP LOCKED",
+                now,
+            )
+            for row in rows:
+                await self._record_interrupted(tx, row["session_id"], row["pending"], now)
+            await tx.execute(
+                "UPDATE sessions SET status = 'ready', busy_until = 0, pending = NULL "
+                "WHERE session_id = ANY($1::text[])",
+                [row["session_id"] for row in rows],
+            )
+
+    async def _record_interrupted(self, tx: asyncpg.Connection, session_id: str, pending: Any, now: float) -> None:
+        """Record a cut-off generation (its lease's pending JSON) as an "interrupted" turn."""
+        if isinstance(pending, dict):
+            await self._insert_turn(tx, interrupted_turn(session_id, pending, now))
 
     # Connection access ----------------------------------------------------------------------
     def _pool_(self) -> asyncpg.Pool:
@@ -262,30 +285,43 @@ class PostgresStore(Store):
                 await tx.execute(f"DELETE FROM {table} WHERE session_id = $1", session_id)
         await self._collect_blobs({row["sha256"] for row in rows})
 
-    async def try_begin_generation(self, session_id: str, lease_s: float) -> bool:
-        """Take the generation lease unless another unexpired one holds the session.
+    async def try_begin_generation(
+        self, session_id: str, lease_s: float, pending: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Take the generation lease unless another unexpired one holds the session; an
+        expired lease's pending generation is recorded as interrupted first.
 
-        One statement: concurrent callers queue on the row lock and each re-checks the
-        condition against the row the previous one committed, so exactly one wins.
+        Concurrent callers queue on the session's row lock and each decides against the row
+        the previous one committed, so exactly one wins.
         """
-        async with self._reading() as db:
-            status = await db.execute(
-                f"UPDATE sessions SET status = 'generating', busy_until = clock.now + $2 "
-                f"FROM (SELECT {_NOW.format('$3')} AS now) AS clock "
-                "WHERE session_id = $1 AND (status = 'ready' OR busy_until < clock.now)",
+        async with self._transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT status, busy_until, pending FROM sessions WHERE session_id = $1 FOR UPDATE",
                 session_id,
-                float(lease_s),
-                self._now(),
             )
-            if _rowcount(status):
-                return True
-            await self._require_session(db, session_id)
-            return False
+            if row is None:
+                raise _session_not_found(session_id)
+            now = await tx.fetchval(f"SELECT {_NOW.format('$1')}", self._now())
+            if row["status"] != "ready" and row["busy_until"] >= now:
+                return False
+            if row["status"] != "ready":
+                await self._record_interrupted(tx, session_id, row["pending"], now)
+            record = pending_record(pending, now)
+            await tx.execute(
+                "UPDATE sessions SET status = 'generating', busy_until = $2, pending = $3::jsonb WHERE session_id = $1",
+                session_id,
+                now + float(lease_s),
+                record,
+            )
+            return True
 
     async def end_generation(self, session_id: str) -> None:
         """Release the lease (no-op when the session was deleted meanwhile)."""
         async with self._reading() as db:
-            await db.execute("UPDATE sessions SET status = 'ready', busy_until = 0 WHERE session_id = $1", session_id)
+            await db.execute(
+                "UPDATE sessions SET status = 'ready', busy_until = 0, pending = NULL WHERE session_id = $1",
+                session_id,
+            )
 
     # Blobs ----------------------------------------------------------------------------------
     async def write_blob(self, data: bytes) -> str:

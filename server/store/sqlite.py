@@ -14,7 +14,7 @@ import json
 import pathlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +22,7 @@ import aiosqlite
 
 from aigen.server.errors import NotFound, Reason
 from aigen.server.store import sqlite_access as access_tables
-from aigen.server.store.base import Store
+from aigen.server.store.base import Store, interrupted_turn, pending_record
 from aigen.server.store.blobs import BLOB_PIN_S, blob_path
 from aigen.server.store.blobs import SHA256 as _SHA256
 from aigen.server.store.blobs import unlink_all as _unlink_all
@@ -76,6 +76,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             locked INTEGER NOT NULL, PRIMARY KEY (session_id, layer_id))""",
     ),
     access_tables.MIGRATION,
+    # The generation a session's lease is for (JSON, see Store.try_begin_generation).
+    ("ALTER TABLE sessions ADD COLUMN pending TEXT",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -132,8 +134,15 @@ class SqliteStore(access_tables.AccessTables, Store):
             await db.execute("PRAGMA busy_timeout=5000")
             self._db = db
             await self._migrate()
-            async with self._transaction() as tx:
-                await tx.execute("UPDATE sessions SET status = 'ready', busy_until = 0 WHERE status = 'generating'")
+            async with self._transaction(durable=True) as tx:
+                rows = await tx.execute_fetchall(
+                    "SELECT session_id, pending FROM sessions WHERE status = 'generating' AND pending IS NOT NULL"
+                )
+                for row in rows:
+                    await self._record_interrupted(tx, row["session_id"], row["pending"])
+                await tx.execute(
+                    "UPDATE sessions SET status = 'ready', busy_until = 0, pending = NULL WHERE status = 'generating'"
+                )
         except BaseException:
             self._db = None
             await db.close()
@@ -243,27 +252,43 @@ class SqliteStore(access_tables.AccessTables, Store):
                 await tx.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
         await self._collect_blobs({row["sha256"] for row in rows})
 
-    async def try_begin_generation(self, session_id: str, lease_s: float) -> bool:
-        """Take the generation lease unless another unexpired one holds the session."""
+    async def try_begin_generation(
+        self, session_id: str, lease_s: float, pending: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Take the generation lease unless another unexpired one holds the session; an
+        expired lease's pending generation is recorded as interrupted first.
+        """
         async with self._transaction() as tx:
             now = self._clock()
-            cursor = await tx.execute(
-                "UPDATE sessions SET status = 'generating', busy_until = ? "
-                "WHERE session_id = ? AND (status = 'ready' OR busy_until < ?)",
-                (now + lease_s, session_id, now),
+            rows = await tx.execute_fetchall(
+                "SELECT status, busy_until, pending FROM sessions WHERE session_id = ?", (session_id,)
             )
-            if cursor.rowcount:
-                return True
-            await self._require_session(tx, session_id)
-            return False
+            if not rows:
+                raise _session_not_found(session_id)
+            status, busy_until, previous = rows[0]["status"], rows[0]["busy_until"], rows[0]["pending"]
+            if status != "ready" and busy_until >= now:
+                return False
+            if status != "ready":
+                await self._record_interrupted(tx, session_id, previous)
+            record = pending_record(pending, now)
+            await tx.execute(
+                "UPDATE sessions SET status = 'generating', busy_until = ?, pending = ? WHERE session_id = ?",
+                (now + lease_s, json.dumps(record) if record is not None else None, session_id),
+            )
+            return True
 
     async def end_generation(self, session_id: str) -> None:
         """Release the lease (no-op when the session was deleted meanwhile)."""
         async with self._transaction() as tx:
             await tx.execute(
-                "UPDATE sessions SET status = 'ready', busy_until = 0 WHERE session_id = ?",
+                "UPDATE sessions SET status = 'ready', busy_until = 0, pending = NULL WHERE session_id = ?",
                 (session_id,),
             )
+
+    async def _record_interrupted(self, tx: aiosqlite.Connection, session_id: str, pending: str | None) -> None:
+        """Record a cut-off generation (its lease's pending JSON) as an "interrupted" turn."""
+        if pending is not None:
+            await self._insert_turn(tx, interrupted_turn(session_id, json.loads(pending), self._clock()))
 
     # Blobs ----------------------------------------------------------------------------------
     def _blob_path(self, sha256: str) -> pathlib.Path:
