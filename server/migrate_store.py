@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from aigen.server.errors import NotFound
+from aigen.server.store import columns
 from aigen.server.store import postgres as pg
 from aigen.server.store.blobs import BlobStore, LocalBlobs
 from aigen.server.store.postgres import PostgresStore
@@ -116,11 +117,11 @@ class _Source:
                 return found[::-1]
 
     def images(self) -> list[ImageRecord]:
-        cols = pg._IMAGE_COLS
+        cols = columns.IMAGE_COLS
         return [ImageRecord(**dict(row)) for row in self._rows(f"SELECT {cols} FROM images ORDER BY image_id")]
 
     def credentials(self) -> list[CredentialRecord]:
-        cols = pg._CREDENTIAL_COLS
+        cols = columns.CREDENTIAL_COLS
         rows = self._rows(f"SELECT {cols} FROM credentials ORDER BY credential_id")
         return [CredentialRecord(**dict(row)) for row in rows]
 
@@ -174,7 +175,7 @@ async def _copy(
         else:
             await target.add_credential(credential)
             report.copied["credentials"] += 1
-    usage_sql = f"{pg._insert_sql('usage', pg._USAGE_COLS)} ON CONFLICT DO NOTHING"
+    usage_sql = f"{pg._insert_sql('usage', columns.USAGE_COLS)} ON CONFLICT DO NOTHING"
     for row in await source.usage():
         inserted = pg._rowcount(await conn.execute(usage_sql, *dataclasses.astuple(row)))
         report.copied["usage"] += inserted
@@ -195,15 +196,17 @@ async def _copy(
         layers = await source.store.list_layers(session.session_id)
         async with conn.transaction():
             await conn.execute(
-                pg._insert_sql("sessions", pg._SESSION_COLS), *pg._values(pg._SESSION_COLS, pg._session_params(session))
+                pg._insert_sql("sessions", columns.SESSION_COLS),
+                *pg._values(columns.SESSION_COLS, pg._session_params(session)),
             )
             await _insert_images(conn, images)
             await conn.executemany(
-                pg._insert_sql("turns", pg._TURN_COLS), [pg._values(pg._TURN_COLS, pg._turn_params(t)) for t in turns]
+                pg._insert_sql("turns", columns.TURN_COLS),
+                [pg._values(columns.TURN_COLS, pg._turn_params(t)) for t in turns],
             )
             await conn.executemany(
-                pg._insert_sql("layers", pg._LAYER_COLS),
-                [pg._values(pg._LAYER_COLS, pg._layer_params(layer)) for layer in layers],
+                pg._insert_sql("layers", columns.LAYER_COLS),
+                [pg._values(columns.LAYER_COLS, pg._layer_params(layer)) for layer in layers],
             )
         report.copied["sessions"] += 1
         report.copied["turns"] += len(turns)
@@ -244,10 +247,10 @@ async def _copy_blobs(
 
 
 async def _insert_images(conn: asyncpg.Connection, images: Sequence[ImageRecord]) -> int:
-    sql = f"{pg._insert_sql('images', pg._IMAGE_COLS)} ON CONFLICT (image_id) DO NOTHING"
+    sql = f"{pg._insert_sql('images', columns.IMAGE_COLS)} ON CONFLICT (image_id) DO NOTHING"
     inserted = 0
     for image in images:
-        inserted += pg._rowcount(await conn.execute(sql, *pg._values(pg._IMAGE_COLS, dataclasses.asdict(image))))
+        inserted += pg._rowcount(await conn.execute(sql, *pg._values(columns.IMAGE_COLS, dataclasses.asdict(image))))
     return inserted
 
 
@@ -364,19 +367,12 @@ def _blob_store(args: argparse.Namespace) -> BlobStore:
     if args.to_blobs_dir:
         return LocalBlobs(pathlib.Path(args.to_blobs_dir))
     from aigen.server.config import Settings
-    from aigen.server.store.s3_blobs import S3Blobs
+    from aigen.server.store.factory import s3_blobs
 
     settings = Settings()
     if not settings.s3_bucket:
         raise SystemExit("--to-s3 needs AIGEN_S3_BUCKET (and AIGEN_S3_ENDPOINT_URL etc. for a non-AWS server)")
-    return S3Blobs(
-        bucket=settings.s3_bucket,
-        endpoint_url=settings.s3_endpoint_url or None,
-        region=settings.s3_region,
-        prefix=settings.s3_prefix,
-        access_key_id=settings.s3_access_key_id or None,
-        secret_access_key=settings.s3_secret_access_key or None,
-    )
+    return s3_blobs(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

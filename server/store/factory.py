@@ -15,17 +15,22 @@ from aigen.server.store.blobs import BlobStore, LocalBlobs
 def build_blobs(settings: Settings) -> BlobStore:
     """Where the shared store keeps image bytes: files under data_dir/blobs, or the S3 bucket."""
     if settings.blobs == "s3":
-        from aigen.server.store.s3_blobs import S3Blobs
-
-        return S3Blobs(
-            bucket=settings.s3_bucket,
-            endpoint_url=settings.s3_endpoint_url or None,
-            region=settings.s3_region,
-            prefix=settings.s3_prefix,
-            access_key_id=settings.s3_access_key_id or None,
-            secret_access_key=settings.s3_secret_access_key or None,
-        )
+        return s3_blobs(settings)
     return LocalBlobs(settings.data_dir / "blobs")
+
+
+def s3_blobs(settings: Settings) -> BlobStore:
+    """The S3-compatible bucket the AIGEN_S3_* settings describe."""
+    from aigen.server.store.s3_blobs import S3Blobs
+
+    return S3Blobs(
+        bucket=settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url or None,
+        region=settings.s3_region,
+        prefix=settings.s3_prefix,
+        access_key_id=settings.s3_access_key_id or None,
+        secret_access_key=settings.s3_secret_access_key or None,
+    )
 
 
 def build_store(settings: Settings) -> Store:

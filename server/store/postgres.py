@@ -30,6 +30,15 @@ import asyncpg
 from aigen.server.errors import NotFound, Reason
 from aigen.server.store.base import Store, interrupted_turn, pending_record
 from aigen.server.store.blobs import BLOB_PIN_S, BlobStore, blob_not_found, is_sha256
+from aigen.server.store.columns import (
+    CREDENTIAL_COLS,
+    IMAGE_COLS,
+    LAYER_COLS,
+    PROJECT_COLS,
+    SESSION_COLS,
+    TURN_COLS,
+    USAGE_COLS,
+)
 from aigen.server.store.pages import decode_page_token, encode_page_token, page_limit
 from aigen.server.store.records import (
     AttemptRecord,
@@ -54,24 +63,6 @@ _BLOB_LOCK_CLASS = 0x61696762
 _HASH_IN_THREAD_BYTES = 1 << 20
 # `$n` is the injected clock's time, or NULL for the database's clock.
 _NOW = "COALESCE({}::float8, extract(epoch FROM clock_timestamp())::float8)"
-
-_SESSION_COLS = (
-    "session_id, project, mode, config, created_at, updated_at, status, busy_until, "
-    "current_image_id, turn_count, layer_count"
-)
-_IMAGE_COLS = "image_id, sha256, content_type, width, height, size_bytes, created_at, kind, session_id"
-_TURN_COLS = (
-    "turn_id, session_id, turn_index, kind, status, created_at, prompt, instructions, "
-    "requested_provider, requested_model, served_provider, served_model, attempts, duration_s, "
-    "image_id, credits_used, error, layer_id, degradations, aspect_ratio, image_size, provider_state"
-)
-_LAYER_COLS = "session_id, layer_id, name, z_order, image_id, bbox_x, bbox_y, bbox_width, bbox_height, coverage, locked"
-_PROJECT_COLS = (
-    "project_id, allowed_providers, default_provider, default_model, billing_mode, rate_limit, "
-    "allow_public_clients, created_at"
-)
-_CREDENTIAL_COLS = "credential_id, project_id, kind, secret_hash, created_at, expires_at"
-_USAGE_COLS = "project_id, day, provider, model, billing_mode, images, credits"
 
 
 def _names(cols: str) -> list[str]:
@@ -242,12 +233,12 @@ class PostgresStore(Store):
     async def create_session(self, session: SessionRecord) -> None:
         """Insert a new session."""
         async with self._reading() as db:
-            await db.execute(_insert_sql("sessions", _SESSION_COLS), *_values(_SESSION_COLS, _session_params(session)))
+            await db.execute(_insert_sql("sessions", SESSION_COLS), *_values(SESSION_COLS, _session_params(session)))
 
     async def get_session(self, session_id: str, project: str | None = None) -> SessionRecord:
         """The session; NotFound when absent or (with a non-empty `project`) in another project."""
         async with self._reading() as db:
-            row = await db.fetchrow(f"SELECT {_SESSION_COLS} FROM sessions WHERE session_id = $1", session_id)
+            row = await db.fetchrow(f"SELECT {SESSION_COLS} FROM sessions WHERE session_id = $1", session_id)
         if row is None or (project and row["project"] != project):
             raise _session_not_found(session_id)
         return _session_from_row(row)
@@ -265,7 +256,7 @@ class PostgresStore(Store):
             params += [created_at, session_id]
             at, sid = len(params) - 1, len(params)
             where.append(f"(created_at < ${at} OR (created_at = ${at} AND session_id < ${sid}))")
-        sql = f"SELECT {_SESSION_COLS} FROM sessions"
+        sql = f"SELECT {SESSION_COLS} FROM sessions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         params.append(limit + 1)
@@ -407,7 +398,7 @@ class PostgresStore(Store):
                 await self._lock_session(tx, image.session_id, "SHARE")
             if usage is not None:
                 await _upsert_usage(tx, usage)
-            await tx.execute(_insert_sql("images", _IMAGE_COLS), *_values(_IMAGE_COLS, dataclasses.asdict(image)))
+            await tx.execute(_insert_sql("images", IMAGE_COLS), *_values(IMAGE_COLS, dataclasses.asdict(image)))
             await _unpin(tx, [image.sha256])
         self._forget_own_pins([image.sha256])
 
@@ -421,7 +412,7 @@ class PostgresStore(Store):
     async def get_image(self, image_id: str) -> ImageRecord:
         """An image's metadata; NotFound (IMAGE_NOT_FOUND) when absent."""
         async with self._reading() as db:
-            row = await db.fetchrow(f"SELECT {_IMAGE_COLS} FROM images WHERE image_id = $1", image_id)
+            row = await db.fetchrow(f"SELECT {IMAGE_COLS} FROM images WHERE image_id = $1", image_id)
         if row is None:
             raise NotFound(f"image {image_id} not found", reason=Reason.ERROR_REASON_IMAGE_NOT_FOUND)
         return ImageRecord(**dict(row))
@@ -442,8 +433,8 @@ class PostgresStore(Store):
                 await _upsert_usage(tx, usage)
             if images:
                 await tx.executemany(
-                    _insert_sql("images", _IMAGE_COLS),
-                    [_values(_IMAGE_COLS, dataclasses.asdict(image)) for image in images],
+                    _insert_sql("images", IMAGE_COLS),
+                    [_values(IMAGE_COLS, dataclasses.asdict(image)) for image in images],
                 )
             committed = await self._insert_turn(tx, turn)
             if current_image_id is not None:
@@ -453,9 +444,9 @@ class PostgresStore(Store):
             if layers is not None:
                 await tx.execute("DELETE FROM layers WHERE session_id = $1", turn.session_id)
                 await tx.executemany(
-                    _insert_sql("layers", _LAYER_COLS),
+                    _insert_sql("layers", LAYER_COLS),
                     [
-                        _values(_LAYER_COLS, _layer_params(dataclasses.replace(layer, session_id=turn.session_id)))
+                        _values(LAYER_COLS, _layer_params(dataclasses.replace(layer, session_id=turn.session_id)))
                         for layer in layers
                     ],
                 )
@@ -473,7 +464,7 @@ class PostgresStore(Store):
             "SELECT COALESCE(MAX(turn_index), 0) + 1 FROM turns WHERE session_id = $1", turn.session_id
         )
         committed = dataclasses.replace(turn, index=index)
-        await tx.execute(_insert_sql("turns", _TURN_COLS), *_values(_TURN_COLS, _turn_params(committed)))
+        await tx.execute(_insert_sql("turns", TURN_COLS), *_values(TURN_COLS, _turn_params(committed)))
         await tx.execute(
             f"UPDATE sessions SET turn_count = turn_count + 1, updated_at = {_NOW.format('$1')} WHERE session_id = $2",
             self._now(),
@@ -486,7 +477,7 @@ class PostgresStore(Store):
         async with self._transaction() as tx:
             await self._require_session(tx, session_id)
             rows = await tx.fetch(
-                f"SELECT {_TURN_COLS} FROM turns WHERE session_id = $1 ORDER BY turn_index", session_id
+                f"SELECT {TURN_COLS} FROM turns WHERE session_id = $1 ORDER BY turn_index", session_id
             )
         return [_turn_from_row(row) for row in rows]
 
@@ -495,7 +486,7 @@ class PostgresStore(Store):
         async with self._transaction() as tx:
             await self._require_session(tx, session_id)
             row = await tx.fetchrow(
-                f"SELECT {_TURN_COLS} FROM turns WHERE session_id = $1 AND status = 'completed' "
+                f"SELECT {TURN_COLS} FROM turns WHERE session_id = $1 AND status = 'completed' "
                 "AND kind IN ('generate', 'iterate') ORDER BY turn_index DESC LIMIT 1",
                 session_id,
             )
@@ -506,7 +497,7 @@ class PostgresStore(Store):
         async with self._transaction() as tx:
             await self._require_session(tx, session_id)
             rows = await tx.fetch(
-                f"SELECT {_LAYER_COLS} FROM layers WHERE session_id = $1 ORDER BY z_order, layer_id", session_id
+                f"SELECT {LAYER_COLS} FROM layers WHERE session_id = $1 ORDER BY z_order, layer_id", session_id
             )
         return [_layer_from_row(row) for row in rows]
 
@@ -515,7 +506,7 @@ class PostgresStore(Store):
         async with self._transaction() as tx:
             await self._lock_session(tx, session_id)
             row = await tx.fetchrow(
-                f"UPDATE layers SET locked = $1 WHERE session_id = $2 AND layer_id = $3 RETURNING {_LAYER_COLS}",
+                f"UPDATE layers SET locked = $1 WHERE session_id = $2 AND layer_id = $3 RETURNING {LAYER_COLS}",
                 locked,
                 session_id,
                 layer_id,
@@ -530,10 +521,10 @@ class PostgresStore(Store):
     # Projects, credentials, usage -----------------------------------------------------------
     async def put_project(self, project: ProjectRecord) -> ProjectRecord:
         """Create or replace a project's settings (its creation time and credentials are kept)."""
-        updates = ", ".join(f"{name} = excluded.{name}" for name in _names(_PROJECT_COLS)[1:-1])
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _names(PROJECT_COLS)[1:-1])
         async with self._reading() as db:
             created_at = await db.fetchval(
-                f"{_insert_sql('projects', _PROJECT_COLS)} ON CONFLICT (project_id) DO UPDATE SET {updates} "
+                f"{_insert_sql('projects', PROJECT_COLS)} ON CONFLICT (project_id) DO UPDATE SET {updates} "
                 "RETURNING created_at",
                 *_project_values(project),
             )
@@ -542,7 +533,7 @@ class PostgresStore(Store):
     async def get_project(self, project_id: str) -> ProjectRecord:
         """A project; NotFound when absent."""
         async with self._reading() as db:
-            row = await db.fetchrow(f"SELECT {_PROJECT_COLS} FROM projects WHERE project_id = $1", project_id)
+            row = await db.fetchrow(f"SELECT {PROJECT_COLS} FROM projects WHERE project_id = $1", project_id)
         if row is None:
             raise project_not_found(project_id)
         return _project_from_row(row)
@@ -550,7 +541,7 @@ class PostgresStore(Store):
     async def list_projects(self) -> list[ProjectRecord]:
         """Every project, by id."""
         async with self._reading() as db:
-            rows = await db.fetch(f"SELECT {_PROJECT_COLS} FROM projects ORDER BY project_id")
+            rows = await db.fetch(f"SELECT {PROJECT_COLS} FROM projects ORDER BY project_id")
         return [_project_from_row(row) for row in rows]
 
     async def delete_project(self, project_id: str) -> None:
@@ -568,13 +559,13 @@ class PostgresStore(Store):
             ):
                 raise project_not_found(credential.project_id)
             await tx.execute(
-                _insert_sql("credentials", _CREDENTIAL_COLS), *_values(_CREDENTIAL_COLS, dataclasses.asdict(credential))
+                _insert_sql("credentials", CREDENTIAL_COLS), *_values(CREDENTIAL_COLS, dataclasses.asdict(credential))
             )
 
     async def find_credential(self, secret_hash: str) -> CredentialRecord | None:
         """The credential with this secret hash, if any (expiry is the caller's check)."""
         async with self._reading() as db:
-            row = await db.fetchrow(f"SELECT {_CREDENTIAL_COLS} FROM credentials WHERE secret_hash = $1", secret_hash)
+            row = await db.fetchrow(f"SELECT {CREDENTIAL_COLS} FROM credentials WHERE secret_hash = $1", secret_hash)
         return CredentialRecord(**dict(row)) if row is not None else None
 
     async def revoke_credential(self, project_id: str, credential_id: str) -> None:
@@ -596,7 +587,7 @@ class PostgresStore(Store):
         """Usage rows of a project, oldest day first, optionally within [start_day, end_day]."""
         async with self._reading() as db:
             rows = await db.fetch(
-                f"SELECT {_USAGE_COLS} FROM usage WHERE project_id = $1 AND day >= $2 AND day <= $3 "
+                f"SELECT {USAGE_COLS} FROM usage WHERE project_id = $1 AND day >= $2 AND day <= $3 "
                 "ORDER BY day, provider, model, billing_mode",
                 project_id,
                 start_day or "0000-00-00",
@@ -608,7 +599,7 @@ class PostgresStore(Store):
 # Statements inside a caller's transaction ---------------------------------------------------
 async def _upsert_usage(tx: asyncpg.Connection, usage: UsageRecord) -> None:
     await tx.execute(
-        f"{_insert_sql('usage', _USAGE_COLS)} ON CONFLICT (project_id, day, provider, model, billing_mode) "
+        f"{_insert_sql('usage', USAGE_COLS)} ON CONFLICT (project_id, day, provider, model, billing_mode) "
         "DO UPDATE SET images = usage.images + excluded.images, credits = usage.credits + excluded.credits",
         *dataclasses.astuple(usage),
     )
@@ -668,7 +659,7 @@ def _layer_from_row(row: asyncpg.Record) -> LayerRecord:
 def _project_values(project: ProjectRecord) -> tuple:
     params = dataclasses.asdict(project)
     params["allowed_providers"] = list(project.allowed_providers)
-    return _values(_PROJECT_COLS, params)
+    return _values(PROJECT_COLS, params)
 
 
 def _project_from_row(row: asyncpg.Record) -> ProjectRecord:

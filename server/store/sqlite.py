@@ -27,6 +27,7 @@ from aigen.server.store.blobs import BLOB_PIN_S, blob_path
 from aigen.server.store.blobs import SHA256 as _SHA256
 from aigen.server.store.blobs import unlink_all as _unlink_all
 from aigen.server.store.blobs import write_atomic as _write_atomic
+from aigen.server.store.columns import IMAGE_COLS, LAYER_COLS, SESSION_COLS, TURN_COLS
 from aigen.server.store.pages import decode_page_token, encode_page_token, page_limit
 from aigen.server.store.records import (
     AttemptRecord,
@@ -80,18 +81,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE sessions ADD COLUMN pending TEXT",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-_SESSION_COLS = (
-    "session_id, project, mode, config, created_at, updated_at, status, busy_until, "
-    "current_image_id, turn_count, layer_count"
-)
-_IMAGE_COLS = "image_id, sha256, content_type, width, height, size_bytes, created_at, kind, session_id"
-_TURN_COLS = (
-    "turn_id, session_id, turn_index, kind, status, created_at, prompt, instructions, "
-    "requested_provider, requested_model, served_provider, served_model, attempts, duration_s, "
-    "image_id, credits_used, error, layer_id, degradations, aspect_ratio, image_size, provider_state"
-)
-_LAYER_COLS = "session_id, layer_id, name, z_order, image_id, bbox_x, bbox_y, bbox_width, bbox_height, coverage, locked"
 
 
 def _insert_sql(table: str, cols: str) -> str:
@@ -210,14 +199,12 @@ class SqliteStore(access_tables.AccessTables, Store):
     async def create_session(self, session: SessionRecord) -> None:
         """Insert a new session."""
         async with self._transaction() as tx:
-            await tx.execute(_insert_sql("sessions", _SESSION_COLS), _session_params(session))
+            await tx.execute(_insert_sql("sessions", SESSION_COLS), _session_params(session))
 
     async def get_session(self, session_id: str, project: str | None = None) -> SessionRecord:
         """The session; NotFound when absent or (with a non-empty `project`) in another project."""
         async with self._reading() as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_SESSION_COLS} FROM sessions WHERE session_id = ?", (session_id,)
-            )
+            rows = await db.execute_fetchall(f"SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?", (session_id,))
         if not rows or (project and rows[0]["project"] != project):
             raise _session_not_found(session_id)
         return _session_from_row(rows[0])
@@ -233,7 +220,7 @@ class SqliteStore(access_tables.AccessTables, Store):
             created_at, session_id = decode_page_token(page_token)
             where.append("(created_at < ? OR (created_at = ? AND session_id < ?))")
             params += [created_at, created_at, session_id]
-        sql = f"SELECT {_SESSION_COLS} FROM sessions"
+        sql = f"SELECT {SESSION_COLS} FROM sessions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, session_id DESC LIMIT ?"
@@ -360,13 +347,13 @@ class SqliteStore(access_tables.AccessTables, Store):
                 await self._require_session(tx, image.session_id)
             if usage is not None:
                 await access_tables.upsert_usage(tx, usage)
-            await tx.execute(_insert_sql("images", _IMAGE_COLS), dataclasses.asdict(image))
+            await tx.execute(_insert_sql("images", IMAGE_COLS), dataclasses.asdict(image))
         self._unpin((image.sha256,))
 
     async def get_image(self, image_id: str) -> ImageRecord:
         """An image's metadata; NotFound (IMAGE_NOT_FOUND) when absent."""
         async with self._reading() as db:
-            rows = await db.execute_fetchall(f"SELECT {_IMAGE_COLS} FROM images WHERE image_id = ?", (image_id,))
+            rows = await db.execute_fetchall(f"SELECT {IMAGE_COLS} FROM images WHERE image_id = ?", (image_id,))
         if not rows:
             raise NotFound(f"image {image_id} not found", reason=Reason.ERROR_REASON_IMAGE_NOT_FOUND)
         return ImageRecord(**dict(rows[0]))
@@ -385,7 +372,7 @@ class SqliteStore(access_tables.AccessTables, Store):
             await self._require_session(tx, turn.session_id)
             if usage is not None:
                 await access_tables.upsert_usage(tx, usage)
-            await tx.executemany(_insert_sql("images", _IMAGE_COLS), map(dataclasses.asdict, images))
+            await tx.executemany(_insert_sql("images", IMAGE_COLS), map(dataclasses.asdict, images))
             committed = await self._insert_turn(tx, turn)
             if current_image_id is not None:
                 await tx.execute(
@@ -394,7 +381,7 @@ class SqliteStore(access_tables.AccessTables, Store):
             if layers is not None:
                 await tx.execute("DELETE FROM layers WHERE session_id = ?", (turn.session_id,))
                 await tx.executemany(
-                    _insert_sql("layers", _LAYER_COLS),
+                    _insert_sql("layers", LAYER_COLS),
                     [_layer_params(dataclasses.replace(layer, session_id=turn.session_id)) for layer in layers],
                 )
                 await tx.execute(
@@ -409,7 +396,7 @@ class SqliteStore(access_tables.AccessTables, Store):
             "SELECT COALESCE(MAX(turn_index), 0) + 1 FROM turns WHERE session_id = ?", (turn.session_id,)
         )
         committed = dataclasses.replace(turn, index=rows[0][0])
-        await tx.execute(_insert_sql("turns", _TURN_COLS), _turn_params(committed))
+        await tx.execute(_insert_sql("turns", TURN_COLS), _turn_params(committed))
         await tx.execute(
             "UPDATE sessions SET turn_count = turn_count + 1, updated_at = ? WHERE session_id = ?",
             (self._clock(), turn.session_id),
@@ -421,7 +408,7 @@ class SqliteStore(access_tables.AccessTables, Store):
         async with self._reading() as db:
             await self._require_session(db, session_id)
             rows = await db.execute_fetchall(
-                f"SELECT {_TURN_COLS} FROM turns WHERE session_id = ? ORDER BY turn_index", (session_id,)
+                f"SELECT {TURN_COLS} FROM turns WHERE session_id = ? ORDER BY turn_index", (session_id,)
             )
         return [_turn_from_row(row) for row in rows]
 
@@ -430,7 +417,7 @@ class SqliteStore(access_tables.AccessTables, Store):
         async with self._reading() as db:
             await self._require_session(db, session_id)
             rows = await db.execute_fetchall(
-                f"SELECT {_TURN_COLS} FROM turns WHERE session_id = ? AND status = 'completed' "
+                f"SELECT {TURN_COLS} FROM turns WHERE session_id = ? AND status = 'completed' "
                 "AND kind IN ('generate', 'iterate') ORDER BY turn_index DESC LIMIT 1",
                 (session_id,),
             )
@@ -441,7 +428,7 @@ class SqliteStore(access_tables.AccessTables, Store):
         async with self._reading() as db:
             await self._require_session(db, session_id)
             rows = await db.execute_fetchall(
-                f"SELECT {_LAYER_COLS} FROM layers WHERE session_id = ? ORDER BY z_order, layer_id", (session_id,)
+                f"SELECT {LAYER_COLS} FROM layers WHERE session_id = ? ORDER BY z_order, layer_id", (session_id,)
             )
         return [_layer_from_row(row) for row in rows]
 
@@ -459,7 +446,7 @@ class SqliteStore(access_tables.AccessTables, Store):
                 )
             await self._insert_turn(tx, dataclasses.replace(turn, session_id=session_id))
             rows = await tx.execute_fetchall(
-                f"SELECT {_LAYER_COLS} FROM layers WHERE session_id = ? AND layer_id = ?", (session_id, layer_id)
+                f"SELECT {LAYER_COLS} FROM layers WHERE session_id = ? AND layer_id = ?", (session_id, layer_id)
             )
         return _layer_from_row(rows[0])
 

@@ -9,6 +9,7 @@ import sqlite3
 import aiosqlite
 
 from aigen.server.errors import NotFound
+from aigen.server.store.columns import CREDENTIAL_COLS, PROJECT_COLS, USAGE_COLS
 from aigen.server.store.records import CredentialRecord, ProjectRecord, UsageRecord
 
 MIGRATION = (
@@ -28,13 +29,6 @@ MIGRATION = (
         PRIMARY KEY (project_id, day, provider, model, billing_mode))""",
 )
 
-_PROJECT_COLS = (
-    "project_id, allowed_providers, default_provider, default_model, billing_mode, rate_limit, "
-    "allow_public_clients, created_at"
-)
-_CREDENTIAL_COLS = "credential_id, project_id, kind, secret_hash, created_at, expires_at"
-_USAGE_COLS = "project_id, day, provider, model, billing_mode, images, credits"
-
 
 def project_not_found(project_id: str) -> NotFound:
     """The error for an unknown project."""
@@ -44,7 +38,7 @@ def project_not_found(project_id: str) -> NotFound:
 async def upsert_usage(tx: aiosqlite.Connection, usage: UsageRecord) -> None:
     """Add one usage record to its aggregate row (inside the caller's transaction)."""
     await tx.execute(
-        f"INSERT INTO usage ({_USAGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO usage ({USAGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (project_id, day, provider, model, billing_mode) "
         "DO UPDATE SET images = images + excluded.images, credits = credits + excluded.credits",
         dataclasses.astuple(usage),
@@ -63,7 +57,7 @@ class AccessTables:
             if rows:
                 project = dataclasses.replace(project, created_at=rows[0][0])
             await tx.execute(
-                f"INSERT OR REPLACE INTO projects ({_PROJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 _project_params(project),
             )
         return project
@@ -71,9 +65,7 @@ class AccessTables:
     async def get_project(self, project_id: str) -> ProjectRecord:
         """A project; NotFound when absent."""
         async with self._reading() as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_PROJECT_COLS} FROM projects WHERE project_id = ?", (project_id,)
-            )
+            rows = await db.execute_fetchall(f"SELECT {PROJECT_COLS} FROM projects WHERE project_id = ?", (project_id,))
         if not rows:
             raise project_not_found(project_id)
         return _project_from_row(rows[0])
@@ -81,7 +73,7 @@ class AccessTables:
     async def list_projects(self) -> list[ProjectRecord]:
         """Every project, by id."""
         async with self._reading() as db:
-            rows = await db.execute_fetchall(f"SELECT {_PROJECT_COLS} FROM projects ORDER BY project_id")
+            rows = await db.execute_fetchall(f"SELECT {PROJECT_COLS} FROM projects ORDER BY project_id")
         return [_project_from_row(row) for row in rows]
 
     async def delete_project(self, project_id: str) -> None:
@@ -98,7 +90,7 @@ class AccessTables:
             if not rows:
                 raise project_not_found(credential.project_id)
             await tx.execute(
-                f"INSERT INTO credentials ({_CREDENTIAL_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO credentials ({CREDENTIAL_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
                 dataclasses.astuple(credential),
             )
 
@@ -106,7 +98,7 @@ class AccessTables:
         """The credential with this secret hash, if any (expiry is the caller's check)."""
         async with self._reading() as db:
             rows = await db.execute_fetchall(
-                f"SELECT {_CREDENTIAL_COLS} FROM credentials WHERE secret_hash = ?", (secret_hash,)
+                f"SELECT {CREDENTIAL_COLS} FROM credentials WHERE secret_hash = ?", (secret_hash,)
             )
         return CredentialRecord(**dict(rows[0])) if rows else None
 
@@ -129,7 +121,7 @@ class AccessTables:
         """Usage rows of a project, oldest day first, optionally within [start_day, end_day]."""
         async with self._reading() as db:
             rows = await db.execute_fetchall(
-                f"SELECT {_USAGE_COLS} FROM usage WHERE project_id = ? AND day >= ? AND day <= ? "
+                f"SELECT {USAGE_COLS} FROM usage WHERE project_id = ? AND day >= ? AND day <= ? "
                 "ORDER BY day, provider, model, billing_mode",
                 (project_id, start_day or "0000-00-00", end_day or "9999-99-99"),
             )
