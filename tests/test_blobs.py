@@ -187,10 +187,11 @@ async def test_local_concurrent_reader_never_sees_a_partial_blob(tmp_path: Path)
 
     async def reader(digest: str, size: int) -> None:
         while True:
+            written = not writing  # sampled before the read: a read begun earlier may miss the file
             try:
                 got = await blobs.get(digest)
             except NotFound:
-                if not writing:
+                if written:
                     raise
                 await asyncio.sleep(0)
                 continue
