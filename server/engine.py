@@ -298,14 +298,14 @@ class _Walk:
         self.failures.append(error)
 
     def _stop_error(self, error: errors.ProviderError) -> errors.AigenError:
-        return type(error)(error.message, attempts=self._attempt_protos(), retry_after=error.retry_after)
+        return type(error)(error.message, attempts=self.attempts, retry_after=error.retry_after)
 
     def _deadline_error(self, error: errors.AigenError) -> errors.AigenError:
-        return errors.DeadlineExceeded(error.message, attempts=self._attempt_protos())
+        return errors.DeadlineExceeded(error.message, attempts=self.attempts)
 
     def _final_error(self) -> errors.AigenError:
         """The most specific error: the shared reason when every pair failed alike."""
-        attempts = self._attempt_protos()
+        attempts = tuple(self.attempts)
         reasons = {failure.reason for failure in self.failures}
         summary = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in self.attempts)
         if len(reasons) == 1 and self.failures:
@@ -319,11 +319,6 @@ class _Walk:
                 retry_after=retry_after,
             )
         return errors.AllProvidersFailed(f"every provider in the chain failed: {summary}", attempts=attempts)
-
-    def _attempt_protos(self) -> list[types_pb2.Attempt]:
-        from aigen.server.convert import attempt_proto
-
-        return [attempt_proto(a) for a in self.attempts]
 
 
 def _outcome_of(error: errors.ProviderError) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from aigen.server.store.records import AttemptRecord
 from aigen.v1 import types_pb2
 
 Reason = types_pb2.ErrorReason
@@ -27,7 +28,7 @@ class AigenError(Exception):
         *,
         field_violations: Sequence[tuple[str, str]] = (),
         retry_after: float | None = None,
-        attempts: Sequence[types_pb2.Attempt] = (),
+        attempts: Sequence[AttemptRecord] = (),
         reason: int | None = None,
         code: grpc.StatusCode | None = None,
     ) -> None:

@@ -344,19 +344,7 @@ class Generations:
         self.observer.generation_failed(prepared, status)
         if prepared.session is None:
             return
-        attempts = tuple(walked) or tuple(
-            AttemptRecord(
-                provider=a.provider,
-                model=a.model,
-                attempt_number=a.attempt_number,
-                chain_position=a.chain_position,
-                outcome=a.outcome,
-                reason=a.reason,
-                error=a.error,
-                duration_s=a.duration.ToNanoseconds() / 1e9,
-            )
-            for a in error.attempts
-        )
+        attempts = tuple(walked) or error.attempts
         request = prepared.plan.request
         turn = TurnRecord(
             turn_id=new_id("turn"),

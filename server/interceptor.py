@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from aigen.server import errors, headers
+from aigen.server.convert import attempt_proto
 from aigen.server.ids import new_id
 from aigen.v1 import types_pb2
 
@@ -44,7 +45,7 @@ def to_status(error: errors.AigenError) -> status_pb2.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after * 1e9))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
-    details.extend(error.attempts)
+    details.extend(attempt_proto(attempt) for attempt in error.attempts)
     for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)
