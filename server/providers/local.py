@@ -76,7 +76,7 @@ def render(request: ImageRequest) -> bytes:
     if request.source_image is None:
         image = _scene(size, rng, request.prompt)
     else:
-        source = _open_rgb(request.source_image.data).resize(size) if request.source_image else None
+        source = _open_rgb(request.source_image.data).resize(size)
         edited = _edit(source, rng, request.prompt)
         image = _apply_mask(source, edited, request.mask.data if request.mask else None)
     buffer = io.BytesIO()
