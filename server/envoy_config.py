@@ -94,6 +94,7 @@ def _values(options: EnvoyOptions) -> dict[str, str]:
         "descriptor": str(options.descriptor),
         "services": list(SERVICES),
         "max_request_bytes": options.max_request_bytes,
+        "oversize_request_bytes": options.max_request_bytes + 1,
         "max_response_bytes": options.max_response_bytes,
         "deadline": _duration(options.deadline_s),
         "stream_backstop": _duration(options.deadline_s + STREAM_GRACE_S),

@@ -580,20 +580,20 @@ async def test_gzip_body_is_not_inflated(fuzz_stack):
 
 
 async def test_oversized_body_is_refused_before_all_of_it_is_sent(fuzz_stack):
-    """A 200 MiB body gets 413 once the 160 MiB cap is crossed, without waiting for the rest."""
-    declared = 200 * 1024 * 1024
+    """A 200 MiB chunked body (no Content-Length) gets 413 once the 160 MiB cap is crossed."""
+    limit = 200 * 1024 * 1024
     reader, writer = await asyncio.open_connection("127.0.0.1", fuzz_stack.envoy.http_port)
     sent = 0
     answer = asyncio.create_task(reader.readline())
     try:
         writer.write(
             b"POST /generate HTTP/1.1\r\nHost: drill\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {declared}\r\n\r\n".encode()
+            b"Transfer-Encoding: chunked\r\n\r\n"
         )
         chunk = b" " * (1024 * 1024)
         with contextlib.suppress(ConnectionError):
-            while sent < declared and not answer.done():
-                writer.write(chunk)
+            while sent < limit and not answer.done():
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 await writer.drain()
                 sent += len(chunk)
         async with asyncio.timeout(60):
@@ -603,7 +603,33 @@ async def test_oversized_body_is_refused_before_all_of_it_is_sent(fuzz_stack):
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
     assert status_line.split()[1] == b"413", status_line
-    assert sent < declared
+    assert sent < limit
+
+
+async def test_declared_oversized_body_is_refused_from_its_headers(fuzz_stack):
+    """A Content-Length over the cap gets 413 at once: no byte of the body is waited for."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", fuzz_stack.envoy.http_port)
+    try:
+        writer.write(
+            b"POST /generate HTTP/1.1\r\nHost: drill\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {1 << 30}\r\n\r\n".encode()
+            + b'{"prompt": "'
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            body = await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert head.split()[1] == b"413", head
+    error = json.loads(body)
+    assert error["code"] == 3
+    assert error["details"][0]["reason"] == "PAYLOAD_TOO_LARGE"
+    async with fuzz_stack.client() as client:
+        after = await client.post("/generate", json={"prompt": "still served"})
+    assert after.status_code == 200, after.text
 
 
 async def test_slow_clients_holding_connections_do_not_starve_others(fuzz_stack):
