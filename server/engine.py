@@ -14,13 +14,13 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aigen.server import errors
 from aigen.server.config import Settings
 from aigen.server.health import ModelHealth
-from aigen.server.imaging import TIER_EDGE, inspect_image, nearest_ratio, ratio_value, target_dimensions
+from aigen.server.imaging import TIER_EDGE, ImageInfo, inspect_image, nearest_ratio, ratio_value, target_dimensions
 from aigen.server.observability.observer import NULL_OBSERVER, GenerationObserver
 from aigen.server.progress import ProgressReporter
 from aigen.server.providers.base import ImageProvider, ImageRequest, ImageResult, ModelProfile, ProviderRegistry
@@ -41,6 +41,8 @@ class Plan:
     deadline: float  # time.monotonic() value
     state_provider: str = ""  # provider that produced request.provider_state
     allowed: tuple[str, ...] = ()  # providers the project may use; empty allows all
+    # Stores an accepted output from the worker thread that inspects it; returns its sha256.
+    keep: Callable[[bytes], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class Served:
     mime_type: str
     width: int
     height: int
+    sha256: str = ""  # set when the plan's `keep` stored the image
 
 
 class FallbackEngine:
@@ -203,12 +206,9 @@ class _Walk:
                 raise TimeoutError
             async with asyncio.timeout(budget):
                 result = await provider.generate(request, self.reporter.on_provider_progress)
-            info = await asyncio.to_thread(
-                inspect_image,
-                result.data,
-                "output",
-                self.engine.settings.max_download_bytes,
-                self.engine.settings.max_image_pixels,
+            settings = self.engine.settings
+            info, kept = await asyncio.to_thread(
+                _accept, result.data, settings.max_download_bytes, settings.max_image_pixels, self.plan.keep
             )
         except asyncio.CancelledError:
             self._record(
@@ -241,6 +241,8 @@ class _Walk:
         elapsed = time.monotonic() - started
         self.engine.health.record_success(pair, elapsed, profile.typical_latency_s)
         self._record(position, pair, number, started, Outcome.ATTEMPT_OUTCOME_SUCCEEDED, None)
+        if isinstance(kept, BaseException):  # storing failed: the generation's error, not the provider's
+            raise kept
         return Served(
             result=result,
             profile=profile,
@@ -250,6 +252,7 @@ class _Walk:
             mime_type=info.mime_type,
             width=info.width,
             height=info.height,
+            sha256=kept or "",
         )
 
     def _timeout_error(self, pair: tuple[str, str], budget: float, remaining: float) -> errors.AigenError:
@@ -319,6 +322,23 @@ class _Walk:
                 retry_after=retry_after,
             )
         return errors.AllProvidersFailed(f"every provider in the chain failed: {summary}", attempts=attempts)
+
+
+def _accept(
+    data: bytes, max_bytes: int, max_pixels: int, keep: Callable[[bytes], str] | None
+) -> tuple[ImageInfo, str | Exception | None]:
+    """Inspect an output (InvalidArgument when it is no usable image), then store it with `keep`.
+
+    One worker call for both. A failure to store is returned, not raised, so the attempt still
+    counts as served and the error reaches the caller as the generation's own.
+    """
+    info = inspect_image(data, "output", max_bytes, max_pixels)
+    if keep is None:
+        return info, None
+    try:
+        return info, keep(data)
+    except Exception as exc:
+        return info, exc
 
 
 def _outcome_of(error: errors.ProviderError) -> int:

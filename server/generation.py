@@ -102,17 +102,16 @@ class Generations:
         _check_allowed(requested, project)
         fallback = self._fallback(request.fallback, config.fallback_chain if config else ())
         chain = build_chain(requested, fallback, self.resolver.extra_chain())
-        references = await asyncio.to_thread(
-            decode_reference_images,
-            request.reference_images,
-            request.reference_image_data,
-            max_count=self.settings.max_reference_images,
-            max_bytes=self.settings.max_image_bytes,
-            max_pixels=self.settings.max_image_pixels,
-        )
-        image_request = self._image_request(request, text, config, references)
+        references = await self._references(request)
+        image_request = self._image_request(kind, request, text, config, references)
         deadline = time.monotonic() + self._timeout(request, client_deadline_s)
-        plan = Plan(request=image_request, chain=chain, deadline=deadline, allowed=project.allowed_providers)
+        plan = Plan(
+            request=image_request,
+            chain=chain,
+            deadline=deadline,
+            allowed=project.allowed_providers,
+            keep=None if _edits_layers(kind, session) else self.store.blob_writer(),
+        )
         if session is not None:
             plan = await self._with_session_inputs(kind, session, plan, request)
             pending = {
@@ -139,6 +138,19 @@ class Generations:
             billing_mode=project.billing_mode,
         )
 
+    async def _references(self, request) -> tuple[InputImage, ...]:
+        """The decoded reference images, in a worker thread (none: no hand-off)."""
+        if not request.reference_images and not request.reference_image_data:
+            return ()
+        return await asyncio.to_thread(
+            decode_reference_images,
+            request.reference_images,
+            request.reference_image_data,
+            max_count=self.settings.max_reference_images,
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+        )
+
     def _text(self, value: str, field: str) -> str:
         if not value.strip():
             raise errors.InvalidArgument(field, "is required")
@@ -156,7 +168,7 @@ class Generations:
             return list(session_chain)
         return [(entry.provider, entry.model) for entry in self.settings.fallback_chain]
 
-    def _image_request(self, request, text: str, config, references: tuple[InputImage, ...]) -> ImageRequest:
+    def _image_request(self, kind: str, request, text: str, config, references: tuple[InputImage, ...]) -> ImageRequest:
         if request.quality not in QUALITIES:
             raise errors.InvalidArgument(
                 "quality", f"unknown quality {request.quality!r}; use low, medium, high or auto"
@@ -188,6 +200,7 @@ class Generations:
             quality=request.quality or "auto",
             seed=request.seed or None,
             reference_images=references,
+            keeps_state=kind != "image",  # sessionless images have no next turn
         )
 
     def _timeout(self, request, client_deadline_s: float | None) -> float:
@@ -256,7 +269,7 @@ class Generations:
         edit = await self._layered_edit(prepared, data)
         if edit is not None:
             data, content_type, width, height = edit.image_png, "image/png", edit.width, edit.height
-        sha = await self.store.write_blob(data)
+        sha = served.sha256 if edit is None and served.sha256 else await self.store.write_blob(data)
         image = ImageRecord(
             image_id=new_id("img"),
             sha256=sha,
@@ -424,6 +437,11 @@ def _at_stack_size(edit: ImageRequest, asked, size: tuple[int, int]) -> ImageReq
     return dataclasses.replace(
         edit, width=width, height=height, aspect_ratio=nearest_ratio(width / height, ALL_ASPECT_RATIOS)
     )
+
+
+def _edits_layers(kind: str, session: SessionRecord | None) -> bool:
+    """True when the provider's output is not the image stored (locked layers are restored over it)."""
+    return kind == "iterate" and session is not None and session.mode == "layered"
 
 
 def _check_allowed(pair: tuple[str, str], project: ProjectRecord) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import socket
 import time
 
 import pytest
+from aiohttp import web
 from fakes.base import png_bytes
 from fakes.gemini import FakeGemini, b64bytes, image_config, inline_parts, texts
 from PIL import Image
@@ -193,6 +195,29 @@ async def test_thought_parts_are_skipped(provider, fake):
     assert size_of(result.data) == (64, 64)  # the final image, not the 16x16 thought image
     state = json.loads(result.provider_state)
     assert [("text" in part, "image" in part) for part in state["parts"]] == [(True, False), (False, True)]
+
+
+async def test_continuation_tokens_are_followed_and_the_parts_merged(provider, fake):
+    token = base64.b64encode(b"continue-here").decode()
+
+    async def first_hop(request, recorded):
+        candidate = {
+            "content": {"role": "model", "parts": [{"text": "Sketching the lighthouse."}]},
+            "finishReason": "CONTINUATION",
+            "continuationToken": token,
+            "index": 0,
+        }
+        return web.json_response(fake._response([candidate], recorded))
+
+    fake.script(first_hop, fake.image_reply(signature=b"sig-2"))
+    result, _ = await generate(provider)
+
+    assert len(fake.requests) == 2
+    assert token not in json.dumps(fake.requests[0].json)
+    assert token in json.dumps(fake.requests[1].json)
+    assert size_of(result.data) == (64, 64)
+    state = json.loads(result.provider_state)
+    assert [part.get("text") for part in state["parts"]] == ["Sketching the lighthouse.", None]
 
 
 async def test_multi_turn_edit_replays_the_previous_model_turn(provider, fake):

@@ -46,6 +46,7 @@ class ImageRequest:
     mask: InputImage | None = None  # PNG, white = editable (layered mode)
     provider_state: bytes | None = None  # what this provider kept from the previous turn
     previews: bool = True  # somebody watches progress: stream previews where the provider can
+    keeps_state: bool = True  # a later turn may continue this one: return provider_state
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from aigen.server.providers.remote import (
     allowed_schemes,
     b64_text,
     check_scheme,
+    connection_limits,
     download_image,
     error_for_status,
     parse_retry_after,
@@ -133,6 +134,7 @@ class BflProvider(ImageProvider):
         base_url: str = "https://api.bfl.ai",
         model_ids: Mapping[str, str] | None = None,
         max_download_bytes: int = 64 * MiB,
+        max_connections: int = 4096,
         poll_interval_s: float = 0.5,
         timeout_s: float = 30.0,
     ) -> None:
@@ -140,7 +142,10 @@ class BflProvider(ImageProvider):
         self._base_url = (base_url or "https://api.bfl.ai").rstrip("/")
         ids = model_ids or {}  # "bfl/flux-dev" wins over "flux-dev"
         self._models = tuple(replace(model, profile=with_model_id(model.profile, ids)) for model in _MODELS)
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)))
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            limits=connection_limits(max_connections, httpx.Limits),
+        )
         self._max_download_bytes = max_download_bytes
         self._poll_interval_s = poll_interval_s
         self._schemes = allowed_schemes(self._base_url)
@@ -153,6 +158,7 @@ class BflProvider(ImageProvider):
             base_url=settings.bfl_base_url,
             model_ids=settings.model_ids,
             max_download_bytes=settings.max_download_bytes,
+            max_connections=settings.provider_max_connections,
             **options,
         )
 

@@ -3,10 +3,15 @@
 Edits keep Gemini's conversation context: the model turn that produced the image (its parts
 and thought signatures, without the image bytes) travels in `ImageResult.provider_state` and
 is replayed before the next instructions when the image to edit is that very output.
+
+The SDK sends the request and hands back the raw answer (`should_return_http_response`): its
+JSON is read once (orjson, the image's base64 straight to bytes) instead of through the SDK's
+models. Continuation tokens are followed as the SDK would, one request per token.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -15,6 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx2
+import orjson
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -41,6 +47,7 @@ from aigen.server.providers.base import (
 from aigen.server.providers.remote import (
     b64_bytes,
     b64_text,
+    connection_limits,
     error_for_status,
     is_connect_failure,
     parse_retry_after,
@@ -111,13 +118,15 @@ class GeminiProvider(ImageProvider):
         self._profiles = _profiles(settings)
         self._http: httpx2.AsyncClient | None = None
         self._client: genai.Client | None = None
+        self._client_timeout = _millis(settings.generation_timeout_s)
         if settings.gemini_api_key:
             # One transport everywhere: the SDK would switch to aiohttp when it is installed.
-            self._http = httpx2.AsyncClient(timeout=settings.generation_timeout_s)
+            limits = connection_limits(settings.provider_max_connections)
+            self._http = httpx2.AsyncClient(timeout=settings.generation_timeout_s, limits=limits)
             options = types.HttpOptions(
                 base_url=settings.gemini_base_url or None,
                 api_version=API_VERSION,
-                timeout=_millis(settings.generation_timeout_s),
+                timeout=self._client_timeout,
                 retry_options=types.HttpRetryOptions(attempts=1),  # the engine owns retries
                 httpx_async_client=self._http,
             )
@@ -143,18 +152,12 @@ class GeminiProvider(ImageProvider):
         image_size, degradations = _image_size(request, profile)
         if request.mask is not None:
             degradations = (*degradations, "mask ignored")
-        config = types.GenerateContentConfig(
-            response_modalities=["IMAGE"],
-            image_config=types.ImageConfig(aspect_ratio=request.aspect_ratio, image_size=image_size),
-            seed=request.seed,
-            http_options=types.HttpOptions(timeout=_millis(self._settings.timeout_for(NAME, profile.name))),
-        )
+        timeout = _millis(self._settings.timeout_for(NAME, profile.name))
+        config = _config(request.aspect_ratio, image_size, request.seed, timeout, self._client_timeout)
         contents = _contents(request, profile.internal_id)
         with _map_api_errors():
-            response = await client.aio.models.generate_content(
-                model=profile.internal_id, contents=contents, config=config
-            )
-        return _result(response, request, profile.internal_id, degradations)
+            answer = await _generate(client, profile.internal_id, contents, config)
+        return _result(answer, request, profile.internal_id, degradations)
 
     async def aclose(self) -> None:
         """Close the SDK client and its HTTP connection pool."""
@@ -173,6 +176,66 @@ class GeminiProvider(ImageProvider):
         if len(request.reference_images) > profile.max_reference_images:
             raise CapabilityUnsupported(f"{profile.name} takes at most {profile.max_reference_images} reference images")
         return self._client, profile
+
+
+_NO_FUNCTION_CALLING = types.AutomaticFunctionCallingConfig(disable=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _config(
+    aspect_ratio: str, image_size: str | None, seed: int | None, timeout_ms: int, client_timeout_ms: int
+) -> types.GenerateContentConfig:
+    """The request's config, built once per distinct value (the SDK copies it before any change).
+
+    A timeout equal to the client's is left out: per-request HTTP options cost the SDK a merge.
+    """
+    return types.GenerateContentConfig(
+        response_modalities=["IMAGE"],
+        image_config=types.ImageConfig(aspect_ratio=aspect_ratio, image_size=image_size),
+        seed=seed,
+        http_options=None if timeout_ms == client_timeout_ms else types.HttpOptions(timeout=timeout_ms),
+        automatic_function_calling=_NO_FUNCTION_CALLING,  # no tools: skip the SDK's calling loop
+        automatic_continuation=False,  # followed here, on the raw answers
+        should_return_http_response=True,
+    )
+
+
+async def _generate(
+    client: genai.Client, model: str, contents: list[types.Content], config: types.GenerateContentConfig
+) -> dict[str, Any]:
+    """The answer as JSON, with the parts of every continuation appended to the first candidate's."""
+    answer = await _generate_once(client, model, contents, config)
+    while (token := _continuation_token(answer)) is not None:
+        more = await _generate_once(client, model, contents, config.model_copy(update={"continuation_token": token}))
+        answer = _merged(answer, more)
+    return answer
+
+
+async def _generate_once(
+    client: genai.Client, model: str, contents: list[types.Content], config: types.GenerateContentConfig
+) -> dict[str, Any]:
+    response = await client.aio.models.generate_content(model=model, contents=contents, config=config)
+    raw = response.sdk_http_response
+    answer = orjson.loads(raw.body or "{}") if raw is not None else {}
+    if not isinstance(answer, dict):
+        raise ValueError("the answer is not a JSON object")
+    return answer
+
+
+def _continuation_token(answer: dict[str, Any]) -> bytes | None:
+    """The token to continue with: present, and the generation stopped short (or has no reason)."""
+    candidate = _first_candidate(answer)
+    token = candidate.get("continuationToken")
+    if not token or candidate.get("finishReason") not in (None, "CONTINUATION"):
+        return None
+    return _b64_any(token)
+
+
+def _merged(answer: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """`more` (the next continuation) with the first candidate's parts of `answer` before its own."""
+    parts = [*_content_parts(_first_candidate(answer)), *_content_parts(_first_candidate(more))]
+    candidate = {**_first_candidate(more), "content": {"role": "model", "parts": parts}}
+    return {**more, "candidates": [candidate, *(more.get("candidates") or [])[1:]]}
 
 
 def _millis(seconds: float) -> int:
@@ -216,20 +279,33 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _signature(part: types.Part) -> str | None:
-    return b64_text(part.thought_signature) if part.thought_signature else None
+def _signature(part: dict[str, Any]) -> str | None:
+    """The part's thought signature as standard base64 (as the SDK's bytes would encode)."""
+    signature = part.get("thoughtSignature")
+    return b64_text(_b64_any(signature)) if signature else None
 
 
-def _state(prompt: str, internal_id: str, parts: list[types.Part], image: bytes) -> bytes | None:
+def _b64_any(text: str) -> bytes:
+    """Bytes of base64 in either alphabet (standard or URL-safe), padded or not; ValueError otherwise."""
+    if not isinstance(text, str):
+        raise ValueError("base64 field is not a string")
+    try:
+        return b64_bytes(text)
+    except ValueError:
+        normal = text.replace("-", "+").replace("_", "/")
+        return b64_bytes(normal + "=" * (-len(normal) % 4))
+
+
+def _state(prompt: str, internal_id: str, parts: list[dict[str, Any]], image: bytes) -> bytes | None:
     """What the next turn needs to continue this conversation (None when it cannot be replayed)."""
-    if sum(part.inline_data is not None for part in parts) != 1:
+    if sum(isinstance(part.get("inlineData"), dict) for part in parts) != 1:
         return None  # only the returned image's bytes come back as the next image to edit
     kept = []
     for part in parts:
-        if part.inline_data is not None:
-            kept.append({"image": part.inline_data.mime_type or "image/png", "signature": _signature(part)})
-        elif part.text is not None:
-            kept.append({"text": part.text, "signature": _signature(part)})
+        if isinstance(part.get("inlineData"), dict):
+            kept.append({"image": part["inlineData"].get("mimeType") or "image/png", "signature": _signature(part)})
+        elif isinstance(part.get("text"), str):
+            kept.append({"text": part["text"], "signature": _signature(part)})
     state = {"model": internal_id, "prompt": prompt, "image_sha256": _digest(image), "parts": kept}
     return json.dumps(state).encode()
 
@@ -263,41 +339,51 @@ def _saved_part(item: dict[str, Any], source: InputImage) -> types.Part:
 
 
 def _result(
-    response: types.GenerateContentResponse, request: ImageRequest, internal_id: str, degradations: tuple[str, ...]
+    answer: dict[str, Any], request: ImageRequest, internal_id: str, degradations: tuple[str, ...]
 ) -> ImageResult:
     """The last non-thought image of the first candidate, or ContentRefused."""
-    feedback = response.prompt_feedback
-    if feedback is not None and feedback.block_reason:
-        raise ContentRefused(f"Gemini blocked the prompt ({_enum_name(feedback.block_reason)})")
-    candidate = response.candidates[0] if response.candidates else None
+    feedback = answer.get("promptFeedback")
+    if isinstance(feedback, dict) and feedback.get("blockReason"):
+        raise ContentRefused(f"Gemini blocked the prompt ({feedback['blockReason']})")
+    candidate = _first_candidate(answer)
     parts = _answer_parts(candidate)
-    images = [part for part in parts if part.inline_data is not None and part.inline_data.data]
+    images = [part for part in parts if _inline_data(part)]
     if not images:
         raise ContentRefused(_refusal_message(candidate, parts))
-    blob = images[-1].inline_data
-    assert blob is not None and blob.data is not None
+    blob = images[-1]["inlineData"]
+    data = _b64_any(blob["data"])
+    state = _state(request.prompt, internal_id, parts, data) if request.keeps_state else None
     return ImageResult(
-        data=blob.data,
-        mime_type=blob.mime_type or "image/png",
-        degradations=degradations,
-        provider_state=_state(request.prompt, internal_id, parts, blob.data),
+        data=data, mime_type=blob.get("mimeType") or "image/png", degradations=degradations, provider_state=state
     )
 
 
-def _answer_parts(candidate: types.Candidate | None) -> list[types.Part]:
+def _first_candidate(answer: dict[str, Any]) -> dict[str, Any]:
+    candidates = answer.get("candidates")
+    first = candidates[0] if isinstance(candidates, list) and candidates else {}
+    return first if isinstance(first, dict) else {}
+
+
+def _content_parts(candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [part for part in parts or [] if isinstance(part, dict)]
+
+
+def _answer_parts(candidate: dict[str, Any]) -> list[dict[str, Any]]:
     """The candidate's parts without thoughts (interim thought images included)."""
-    if candidate is None or candidate.content is None:
-        return []
-    return [part for part in candidate.content.parts or [] if not part.thought]
+    return [part for part in _content_parts(candidate) if not part.get("thought")]
 
 
-def _enum_name(value: Any) -> str:
-    return str(getattr(value, "value", value))
+def _inline_data(part: dict[str, Any]) -> bool:
+    """True for a part holding image bytes (a dict with non-empty data)."""
+    blob = part.get("inlineData")
+    return isinstance(blob, dict) and bool(blob.get("data"))
 
 
-def _refusal_message(candidate: types.Candidate | None, parts: list[types.Part]) -> str:
-    reason = _enum_name(candidate.finish_reason) if candidate and candidate.finish_reason else "none"
-    text = " ".join(part.text for part in parts if part.text).strip()
+def _refusal_message(candidate: dict[str, Any], parts: list[dict[str, Any]]) -> str:
+    reason = candidate.get("finishReason") or "none"
+    text = " ".join(part["text"] for part in parts if isinstance(part.get("text"), str) and part["text"]).strip()
     message = f"Gemini returned no image (finish reason {reason})"
     return f"{message}: {text[:200]}" if text else message
 

@@ -3,7 +3,8 @@
 Generation uses `images.generate`; anything with input images (the image to edit, references,
 a mask) uses `images.edit`. When somebody watches progress both stream: partial images reach
 the progress callback as previews, and the `*.completed` event carries the final image.
-Otherwise the plain JSON answer is cheaper (no event parsing of the partial images).
+Otherwise the plain JSON answer is cheaper (no event parsing of the partial images); its raw
+body is read once (orjson, then base64 straight to bytes) instead of through the SDK's models.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import openai
+import orjson
 from PIL import Image
 
 from aigen.server.errors import (
@@ -40,6 +42,7 @@ from aigen.server.providers.base import (
 )
 from aigen.server.providers.remote import (
     b64_bytes,
+    connection_limits,
     error_for_status,
     is_connect_failure,
     parse_retry_after,
@@ -103,6 +106,7 @@ class OpenAIProvider(ImageProvider):
                 base_url=settings.openai_base_url or None,
                 max_retries=0,  # the engine owns retries
                 timeout=settings.generation_timeout_s,
+                http_client=openai.DefaultAsyncHttpxClient(limits=connection_limits(settings.provider_max_connections)),
             )
 
     @classmethod
@@ -129,19 +133,21 @@ class OpenAIProvider(ImageProvider):
             "prompt": request.prompt,
             "size": size,
             "quality": quality,
-            "timeout": self._settings.timeout_for(NAME, self._profile.name),
         }
+        timeout = self._settings.timeout_for(NAME, self._profile.name)
+        if timeout != self._settings.generation_timeout_s:  # the client's own timeout otherwise
+            options["timeout"] = timeout
         if request.previews:
             options.update(stream=True, partial_images=PARTIAL_IMAGES)
-        images = await asyncio.to_thread(_uploads, request)
+        images = await asyncio.to_thread(_uploads, request) if _has_inputs(request) else []
         if request.mask is not None and not images:
             degradations = (*degradations, "mask ignored (no image to edit)")
         with _map_api_errors():
-            if images:
-                answer = await client.images.edit(image=images, **options, **await _mask_option(request))
+            if request.previews:
+                result = await _consume(await _call(client.images, images, options, request), progress)
             else:
-                answer = await client.images.generate(**options)
-            result = await _consume(answer, progress) if request.previews else _read_answer(answer)
+                raw = await _call(client.images.with_raw_response, images, options, request)
+                result = _read_answer(raw.content)
         return replace(result, degradations=(*degradations, *quality_degradations))
 
     def _checked(self, request: ImageRequest) -> openai.AsyncOpenAI:
@@ -162,6 +168,17 @@ class OpenAIProvider(ImageProvider):
 
 
 # Request translation.
+
+
+async def _call(images_api: Any, images: list[FileTuple], options: dict[str, Any], request: ImageRequest) -> Any:
+    """images.edit when there are input images, else images.generate (of `images_api`)."""
+    if images:
+        return await images_api.edit(image=images, **options, **await _mask_option(request))
+    return await images_api.generate(**options)
+
+
+def _has_inputs(request: ImageRequest) -> bool:
+    return request.source_image is not None or bool(request.reference_images)
 
 
 def _size(request: ImageRequest) -> tuple[str, tuple[str, ...]]:
@@ -264,16 +281,21 @@ async def _consume(stream: openai.AsyncStream[Any], progress: ProgressCallback) 
     return result
 
 
-def _read_answer(answer: Any) -> ImageResult:
-    """The image of a plain (not streamed) answer."""
-    items = getattr(answer, "data", None)
-    if not isinstance(items, list):
+def _read_answer(body: bytes) -> ImageResult:
+    """The image of a plain (not streamed) answer, from its raw JSON body."""
+    answer = orjson.loads(body)
+    items = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ProviderUnavailable("OpenAI sent a malformed answer")
-    item = items[0] if items else None
-    data = b64_bytes(item.b64_json or "") if item is not None else b""
+    item = items[0] if items else {}
+    encoded = item.get("b64_json") or ""
+    if not isinstance(encoded, str):
+        raise ProviderUnavailable("OpenAI sent a malformed answer")
+    data = b64_bytes(encoded)
     if not data:
         raise ProviderUnavailable("OpenAI answered without an image")
-    return ImageResult(data=data, mime_type=_mime(answer), revised_prompt=item.revised_prompt or "")
+    mime_type = OUTPUT_TYPES.get(answer.get("output_format") or "png", "image/png")
+    return ImageResult(data=data, mime_type=mime_type, revised_prompt=item.get("revised_prompt") or "")
 
 
 def _mime(event: Any) -> str:

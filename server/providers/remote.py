@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 import httpx
 import httpx2
@@ -30,6 +31,11 @@ from aigen.server.errors import (
 )
 from aigen.server.providers.base import InputImage, ModelProfile
 
+Limits = TypeVar("Limits", httpx.Limits, httpx2.Limits)
+
+# Idle connections each provider client keeps for reuse (the OpenAI SDK's default).
+KEEPALIVE_CONNECTIONS = 100
+
 # Models and settings ------------------------------------------------------------------------------
 
 
@@ -44,6 +50,11 @@ def with_model_id(profile: ModelProfile, model_ids: Mapping[str, str]) -> ModelP
     kept = (*profile.aliases, profile.internal_id)
     aliases = tuple(dict.fromkeys(name for name in kept if name not in (profile.name, configured)))
     return replace(profile, internal_id=configured, aliases=aliases)
+
+
+def connection_limits(total: int, kind: type[Limits] = httpx2.Limits) -> Limits:
+    """Pool limits of a provider's HTTP client (httpx2 or, with `kind`, httpx): `total` connections."""
+    return kind(max_connections=total, max_keepalive_connections=min(total, KEEPALIVE_CONNECTIONS))
 
 
 # HTTP statuses and Retry-After --------------------------------------------------------------------

@@ -49,6 +49,7 @@ from aigen.server.providers.base import (
 from aigen.server.providers.remote import (
     allowed_schemes,
     check_scheme,
+    connection_limits,
     data_uri,
     download_image,
     error_for_status,
@@ -183,6 +184,7 @@ class ReplicateProvider(ImageProvider):
         base_url: str = "",
         model_ids: Mapping[str, str] | None = None,
         max_download_bytes: int = 64 * MiB,
+        max_connections: int = 4096,
         poll_interval_s: float = 0.5,
         timeout_s: float = 30.0,
         inline_limit_bytes: int = MiB,
@@ -191,7 +193,9 @@ class ReplicateProvider(ImageProvider):
         ids = model_ids or {}  # "replicate/flux-pro" wins over "flux-pro"
         self._models = tuple(replace(model, profile=with_model_id(model.profile, ids)) for model in _MODELS)
         self._client = _sdk_client(api_token, base_url, timeout_s)
-        self._downloads = httpx.AsyncClient(timeout=timeout_s, follow_redirects=True)
+        self._downloads = httpx.AsyncClient(
+            timeout=timeout_s, follow_redirects=True, limits=connection_limits(max_connections, httpx.Limits)
+        )
         self._max_download_bytes = max_download_bytes
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
@@ -206,6 +210,7 @@ class ReplicateProvider(ImageProvider):
             base_url=settings.replicate_base_url,
             model_ids=settings.model_ids,
             max_download_bytes=settings.max_download_bytes,
+            max_connections=settings.provider_max_connections,
             **options,
         )
 

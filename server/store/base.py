@@ -8,7 +8,7 @@ unknown session or image, never returns a half-written state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aigen.server.ids import new_id
@@ -81,6 +81,10 @@ class Store(ABC):
     @abstractmethod
     async def write_blob(self, data: bytes) -> str:
         """Store bytes content-addressed (atomic, idempotent); return their sha256 hex."""
+
+    def blob_writer(self) -> Callable[[bytes], str] | None:
+        """write_blob as a blocking function for a worker thread already running, or None."""
+        return None
 
     @abstractmethod
     async def read_blob(self, sha256: str) -> bytes:

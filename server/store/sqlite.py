@@ -2,7 +2,9 @@
 
 Single process, single connection. aiosqlite runs every statement on one worker thread in
 order; an asyncio lock gives each coroutine exclusive use of the connection for a whole
-read or transaction, so nobody ever observes another coroutine's uncommitted writes.
+read or transaction, so nobody ever observes another coroutine's uncommitted writes. The
+transactions of every generation (an image and its usage, a turn) run as one function on
+that thread (`_run_transaction`), so each costs one hand-off instead of one per statement.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import hashlib
 import json
 import pathlib
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -83,6 +86,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+T = TypeVar("T")
+
+
 def _insert_sql(table: str, cols: str) -> str:
     names = [name.strip() for name in cols.split(",")]
     return f"INSERT INTO {table} ({cols}) VALUES ({', '.join(':' + name for name in names)})"
@@ -101,7 +107,7 @@ class SqliteStore(access_tables.AccessTables, Store):
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # exclusive use of the connection
-        self._blob_lock = asyncio.Lock()  # pinning a blob vs. deleting it
+        self._pin_lock = threading.Lock()  # pinning a blob vs. deleting it (both in worker threads)
         self._pins: dict[str, tuple[int, float]] = {}  # sha256 -> (pending writes, last write)
         self._gc_deferred: set[str] = set()
 
@@ -189,6 +195,14 @@ class SqliteStore(access_tables.AccessTables, Store):
                 if durable:
                     await db.execute("PRAGMA synchronous=NORMAL")
 
+    async def _run_transaction(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """`work` inside BEGIN IMMEDIATE ... COMMIT (rolled back on any error), as one call on the
+        connection's thread. Once queued it runs to its end even if the caller is cancelled.
+        """
+        async with self._lock:
+            db = self._conn()
+            return await db._execute(_transact, db._conn, work, durable)
+
     @staticmethod
     async def _require_session(db: aiosqlite.Connection, session_id: str) -> None:
         rows = await db.execute_fetchall("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,))
@@ -266,11 +280,14 @@ class SqliteStore(access_tables.AccessTables, Store):
 
     async def end_generation(self, session_id: str) -> None:
         """Release the lease (no-op when the session was deleted meanwhile)."""
-        async with self._transaction() as tx:
-            await tx.execute(
+
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE sessions SET status = 'ready', busy_until = 0, pending = NULL WHERE session_id = ?",
                 (session_id,),
             )
+
+        await self._run_transaction(release)
 
     async def _record_interrupted(self, tx: aiosqlite.Connection, session_id: str, pending: str | None) -> None:
         """Record a cut-off generation (its lease's pending JSON) as an "interrupted" turn."""
@@ -283,12 +300,22 @@ class SqliteStore(access_tables.AccessTables, Store):
 
     async def write_blob(self, data: bytes) -> str:
         """Store bytes content-addressed (atomic, idempotent); return their sha256 hex."""
-        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        async with self._blob_lock:  # waits out a deletion of this blob in progress
+        return await asyncio.to_thread(self._write_blob, data)
+
+    def blob_writer(self) -> Callable[[bytes], str]:
+        """write_blob for a worker thread: the engine stores an output where it inspects it."""
+        return self._write_blob
+
+    def _write_blob(self, data: bytes) -> str:
+        """Hash, pin and write in one worker call; the pin comes first, so a collection running
+        meanwhile either defers this blob or has deleted it before the write recreates it.
+        """
+        sha256 = hashlib.sha256(data).hexdigest()
+        with self._pin_lock:
             pending, _ = self._pins.get(sha256, (0, 0.0))
             self._pins[sha256] = (pending + 1, time.monotonic())
         try:
-            await asyncio.to_thread(_write_atomic, self._blob_path(sha256), data)
+            _write_atomic(self._blob_path(sha256), data)
         except BaseException:
             self._unpin((sha256,))
             raise
@@ -305,12 +332,13 @@ class SqliteStore(access_tables.AccessTables, Store):
 
     def _unpin(self, shas: Iterable[str]) -> None:
         """Release one pending write of each blob (now referenced by a row, or failed)."""
-        for sha256 in shas:
-            pending, written = self._pins.get(sha256, (0, 0.0))
-            if pending <= 1:
-                self._pins.pop(sha256, None)
-            else:
-                self._pins[sha256] = (pending - 1, written)
+        with self._pin_lock:
+            for sha256 in shas:
+                pending, written = self._pins.get(sha256, (0, 0.0))
+                if pending <= 1:
+                    self._pins.pop(sha256, None)
+                else:
+                    self._pins[sha256] = (pending - 1, written)
 
     def _pinned(self, sha256: str, now: float) -> bool:
         pending, written = self._pins.get(sha256, (0, 0.0))
@@ -320,10 +348,11 @@ class SqliteStore(access_tables.AccessTables, Store):
         """Delete the files of candidate blobs no image row references.
 
         Blobs pinned by a recent write_blob are deferred to a later collection (at the
-        latest on close). Both locks are held throughout, so no row can start referencing
-        a blob between the check and the unlink.
+        latest on close). The connection lock is held throughout, so no row can start
+        referencing a blob between the check and the unlink; the pin lock is held from the
+        pin check to the unlink, so no write can pin a blob in between.
         """
-        async with self._lock, self._blob_lock:
+        async with self._lock:
             candidates = candidates | self._gc_deferred
             if not candidates:
                 return
@@ -331,23 +360,31 @@ class SqliteStore(access_tables.AccessTables, Store):
             rows = await self._conn().execute_fetchall(
                 f"SELECT DISTINCT sha256 FROM images WHERE sha256 IN ({marks})", tuple(candidates)
             )
-            now = time.monotonic()
             unused = candidates - {row["sha256"] for row in rows}
-            self._gc_deferred = {sha for sha in unused if honour_pins and self._pinned(sha, now)}
-            doomed = [self._blob_path(sha) for sha in unused - self._gc_deferred]
-            for sha in unused - self._gc_deferred:
+            self._gc_deferred = await asyncio.to_thread(self._unlink_unpinned, unused, honour_pins)
+
+    def _unlink_unpinned(self, unused: set[str], honour_pins: bool) -> set[str]:
+        """Delete the blobs of `unused` that are not pinned; returns the pinned ones (deferred)."""
+        with self._pin_lock:
+            now = time.monotonic()
+            deferred = {sha for sha in unused if honour_pins and self._pinned(sha, now)}
+            for sha in unused - deferred:
                 self._pins.pop(sha, None)
-            await asyncio.to_thread(_unlink_all, doomed)
+            _unlink_all(self._blob_path(sha) for sha in unused - deferred)
+        return deferred
 
     # Images ---------------------------------------------------------------------------------
     async def insert_image(self, image: ImageRecord, usage: UsageRecord | None = None) -> None:
         """Record an image whose blob was already written (and its usage); NotFound for an unknown session."""
-        async with self._transaction() as tx:
+
+        def insert(conn: sqlite3.Connection) -> None:
             if image.session_id is not None:
-                await self._require_session(tx, image.session_id)
+                _require_session_now(conn, image.session_id)
             if usage is not None:
-                await access_tables.upsert_usage(tx, usage)
-            await tx.execute(_insert_sql("images", IMAGE_COLS), dataclasses.asdict(image))
+                access_tables.upsert_usage_now(conn, usage)
+            conn.execute(_INSERT_IMAGE, dataclasses.asdict(image))
+
+        await self._run_transaction(insert)
         self._unpin((image.sha256,))
 
     async def get_image(self, image_id: str) -> ImageRecord:
@@ -368,39 +405,33 @@ class SqliteStore(access_tables.AccessTables, Store):
         usage: UsageRecord | None = None,
     ) -> TurnRecord:
         """Insert images and the turn, update the session (and its layers) atomically."""
-        async with self._transaction(durable=True) as tx:
-            await self._require_session(tx, turn.session_id)
+        session_id = turn.session_id
+        now = self._clock()
+
+        def commit(conn: sqlite3.Connection) -> TurnRecord:
+            _require_session_now(conn, session_id)
             if usage is not None:
-                await access_tables.upsert_usage(tx, usage)
-            await tx.executemany(_insert_sql("images", IMAGE_COLS), map(dataclasses.asdict, images))
-            committed = await self._insert_turn(tx, turn)
+                access_tables.upsert_usage_now(conn, usage)
+            conn.executemany(_INSERT_IMAGE, map(dataclasses.asdict, images))
+            committed = _insert_turn_now(conn, turn, now)
             if current_image_id is not None:
-                await tx.execute(
-                    "UPDATE sessions SET current_image_id = ? WHERE session_id = ?", (current_image_id, turn.session_id)
+                conn.execute(
+                    "UPDATE sessions SET current_image_id = ? WHERE session_id = ?", (current_image_id, session_id)
                 )
             if layers is not None:
-                await tx.execute("DELETE FROM layers WHERE session_id = ?", (turn.session_id,))
-                await tx.executemany(
-                    _insert_sql("layers", LAYER_COLS),
-                    [_layer_params(dataclasses.replace(layer, session_id=turn.session_id)) for layer in layers],
-                )
-                await tx.execute(
-                    "UPDATE sessions SET layer_count = ? WHERE session_id = ?", (len(layers), turn.session_id)
-                )
+                _replace_layers_now(conn, session_id, layers)
+            return committed
+
+        committed = await self._run_transaction(commit, durable=True)
         self._unpin(image.sha256 for image in images)
         return committed
 
     async def _insert_turn(self, tx: aiosqlite.Connection, turn: TurnRecord) -> TurnRecord:
         """Insert the turn with the next index and bump the session's counters."""
-        rows = await tx.execute_fetchall(
-            "SELECT COALESCE(MAX(turn_index), 0) + 1 FROM turns WHERE session_id = ?", (turn.session_id,)
-        )
+        rows = await tx.execute_fetchall(_NEXT_TURN_INDEX, (turn.session_id,))
         committed = dataclasses.replace(turn, index=rows[0][0])
-        await tx.execute(_insert_sql("turns", TURN_COLS), _turn_params(committed))
-        await tx.execute(
-            "UPDATE sessions SET turn_count = turn_count + 1, updated_at = ? WHERE session_id = ?",
-            (self._clock(), turn.session_id),
-        )
+        await tx.execute(_INSERT_TURN, _turn_params(committed))
+        await tx.execute(_COUNT_TURN, (self._clock(), turn.session_id))
         return committed
 
     async def list_turns(self, session_id: str) -> list[TurnRecord]:
@@ -451,7 +482,56 @@ class SqliteStore(access_tables.AccessTables, Store):
         return _layer_from_row(rows[0])
 
 
-# Page tokens ------------------------------------------------------------------------------
+# Transactions on the connection's thread --------------------------------------------------
+_INSERT_IMAGE = _insert_sql("images", IMAGE_COLS)
+
+
+def _transact(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], durable: bool) -> T:
+    """Run `work` in an immediate transaction, FULL-synchronous when `durable` (see open)."""
+    if durable:
+        conn.execute("PRAGMA synchronous=FULL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+        return result
+    finally:
+        if durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
+
+
+_INSERT_TURN = _insert_sql("turns", TURN_COLS)
+_INSERT_LAYER = _insert_sql("layers", LAYER_COLS)
+_NEXT_TURN_INDEX = "SELECT COALESCE(MAX(turn_index), 0) + 1 FROM turns WHERE session_id = ?"
+_COUNT_TURN = "UPDATE sessions SET turn_count = turn_count + 1, updated_at = ? WHERE session_id = ?"
+
+
+def _require_session_now(conn: sqlite3.Connection, session_id: str) -> None:
+    if conn.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone() is None:
+        raise _session_not_found(session_id)
+
+
+def _insert_turn_now(conn: sqlite3.Connection, turn: TurnRecord, now: float) -> TurnRecord:
+    """SqliteStore._insert_turn on the connection's own thread, with the session touched at `now`."""
+    committed = dataclasses.replace(turn, index=conn.execute(_NEXT_TURN_INDEX, (turn.session_id,)).fetchone()[0])
+    conn.execute(_INSERT_TURN, _turn_params(committed))
+    conn.execute(_COUNT_TURN, (now, turn.session_id))
+    return committed
+
+
+def _replace_layers_now(conn: sqlite3.Connection, session_id: str, layers: Sequence[LayerRecord]) -> None:
+    """The session's layer stack becomes `layers`."""
+    conn.execute("DELETE FROM layers WHERE session_id = ?", (session_id,))
+    conn.executemany(
+        _INSERT_LAYER, [_layer_params(dataclasses.replace(layer, session_id=session_id)) for layer in layers]
+    )
+    conn.execute("UPDATE sessions SET layer_count = ? WHERE session_id = ?", (len(layers), session_id))
+
+
 # Row mapping ------------------------------------------------------------------------------
 def _session_params(session: SessionRecord) -> dict[str, Any]:
     params = dataclasses.asdict(session)

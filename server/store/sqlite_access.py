@@ -35,14 +35,21 @@ def project_not_found(project_id: str) -> NotFound:
     return NotFound(f"project {project_id} not found")
 
 
+_UPSERT_USAGE = (
+    f"INSERT INTO usage ({USAGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (project_id, day, provider, model, billing_mode) "
+    "DO UPDATE SET images = images + excluded.images, credits = credits + excluded.credits"
+)
+
+
 async def upsert_usage(tx: aiosqlite.Connection, usage: UsageRecord) -> None:
     """Add one usage record to its aggregate row (inside the caller's transaction)."""
-    await tx.execute(
-        f"INSERT INTO usage ({USAGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (project_id, day, provider, model, billing_mode) "
-        "DO UPDATE SET images = images + excluded.images, credits = credits + excluded.credits",
-        dataclasses.astuple(usage),
-    )
+    await tx.execute(_UPSERT_USAGE, dataclasses.astuple(usage))
+
+
+def upsert_usage_now(conn: sqlite3.Connection, usage: UsageRecord) -> None:
+    """upsert_usage on the connection's own thread (inside the caller's transaction)."""
+    conn.execute(_UPSERT_USAGE, dataclasses.astuple(usage))
 
 
 class AccessTables:
