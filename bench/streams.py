@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,11 +45,14 @@ class StreamStats:
     times: list[float] = field(default_factory=list)
 
 
-async def one_stream(stub, started: float, timeout_s: float) -> StreamStats:
+async def one_stream(stub, started: float, timeout_s: float, omit_image_data: bool = False) -> StreamStats:
     """Run one stream to its end, noting when each event arrived."""
     stats = StreamStats()
     request = generation_service_pb2.GenerateImageRequest(
-        prompt="A lighthouse at dusk, concurrency run", provider="openai", model="gpt-image", omit_image_data=False
+        prompt="A lighthouse at dusk, concurrency run",
+        provider="openai",
+        model="gpt-image",
+        omit_image_data=omit_image_data,
     )
     last = time.monotonic()
     try:
@@ -72,12 +76,30 @@ async def one_stream(stub, started: float, timeout_s: float) -> StreamStats:
     return stats
 
 
-async def sample_rss(server: procs.Child, stop: asyncio.Event, peak: list[float]) -> None:
-    """Track the server's RSS every 0.25 s (VmHWM is read at the end too)."""
+async def sample_rss(
+    server: procs.Child, stop: asyncio.Event, peak: list[float], started: float, timeline: dict[int, int]
+) -> None:
+    """Track the server's RSS every 0.25 s (VmHWM is read at the end too), its peak, every 5 s."""
     while not stop.is_set():
-        peak[0] = max(peak[0], server.rss_mb())
+        rss, at = server.rss_mb(), time.monotonic() - started
+        if rss > peak[0]:
+            peak[:] = [rss, at]
+        timeline.setdefault(int(at // 5) * 5, round(rss))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
+
+
+async def watch_lag(stop: asyncio.Event, worst: list[float]) -> None:
+    """The load generator's own event-loop lag: how late a 0.1 s sleep wakes up, at worst."""
+    while not stop.is_set():
+        before = time.monotonic()
+        await asyncio.sleep(0.1)
+        worst[0] = max(worst[0], time.monotonic() - before - 0.1)
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def start_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen | None:
@@ -90,7 +112,9 @@ def start_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen | 
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def run_streams(count: int, delay_s: float, workdir: Path, profile: Path | None = None) -> dict:
+async def run_streams(
+    count: int, delay_s: float, workdir: Path, profile: Path | None = None, omit_image_data: bool = False
+) -> dict:
     """Start a fake and a server, run `count` streams at once, report the figures."""
     fake = procs.start_fake(workdir)
     data_dir = Path(tempfile.mkdtemp(prefix="aigen-streams-data-"))
@@ -104,21 +128,27 @@ async def run_streams(count: int, delay_s: float, workdir: Path, profile: Path |
         )
         for _ in range(max(1, -(-count // STREAMS_PER_CHANNEL)))
     ]
-    stop, peak = asyncio.Event(), [0.0]
+    stop, peak = asyncio.Event(), [0.0, 0.0]
     fake_stats: dict = {}
-    sampler = asyncio.create_task(sample_rss(server, stop, peak))
     spy = start_profile(server.pid, delay_s * 2 + 10, profile) if profile else None
     cpu0 = server.cpu_s()
     started = time.monotonic()
+    timeline: dict[int, int] = {}
+    sampler = asyncio.create_task(sample_rss(server, stop, peak, started, timeline))
+    lag = [0.0]
+    lag_watch = asyncio.create_task(watch_lag(stop, lag))
+    own_cpu0 = _own_cpu_s()
     try:
         stubs = [generation_service_pb2_grpc.GenerationServiceStub(channel) for channel in channels]
         results = await asyncio.gather(
-            *(one_stream(stubs[i % len(stubs)], started, delay_s * 4 + 120) for i in range(count))
+            *(one_stream(stubs[i % len(stubs)], started, delay_s * 4 + 120, omit_image_data) for i in range(count))
         )
         wall = time.monotonic() - started
     finally:
+        own_cpu = _own_cpu_s() - own_cpu0
         stop.set()
         await sampler
+        await lag_watch
         for channel in channels:
             await channel.close()
         cpu = server.cpu_s() - cpu0
@@ -148,13 +178,30 @@ async def run_streams(count: int, delay_s: float, workdir: Path, profile: Path |
         "events_total": sum(r.events for r in results),
         "server_idle_rss_mb": round(idle_rss, 1),
         "server_peak_rss_mb_sampled": round(peak[0], 1),
+        "server_peak_rss_at_s": round(peak[1], 1),
+        "completed_by_peak_rss": _completed_by(results, peak[1]),
+        "first_events_by_s": _first_events_by_second(results),
+        "completed_by_s": {at: _completed_by(results, at) for at in timeline},
+        "rss_mb_by_s": timeline,
         "server_peak_rss_mb_vmhwm": round(vm_hwm, 1),
         "server_cpu_s": round(cpu, 1),
+        "client_cpu_s": round(own_cpu, 1),
+        "client_max_loop_lag_s": round(lag[0], 2),
         "provider_requests": fake_stats.get("requests"),
         "provider_peak_in_flight": fake_stats.get("peak_in_flight"),
     }
     print("streams:", json.dumps(report), flush=True)
     return report
+
+
+def _completed_by(results: list[StreamStats], seconds: float) -> int:
+    """Streams that had completed `seconds` after the start."""
+    return sum(r.terminal == "PHASE_COMPLETED" and r.ended_s <= seconds for r in results)
+
+
+def _first_events_by_second(results: list[StreamStats]) -> dict[int, int]:
+    """How many streams had their first event within 1, 2, 5, 10 and 20 s."""
+    return {limit: sum(0 < r.first_event_s <= limit for r in results) for limit in (1, 2, 5, 10, 20)}
 
 
 def main() -> None:
@@ -164,9 +211,11 @@ def main() -> None:
     parser.add_argument("--delay-s", type=float, default=30.0)
     parser.add_argument("--quick", action="store_true", help="200 streams")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the server to this file")
+    parser.add_argument("--omit-image-data", action="store_true", help="final events without the image bytes")
     args = parser.parse_args()
     count = min(args.streams, 200) if args.quick else args.streams
-    asyncio.run(run_streams(count, args.delay_s, Path(tempfile.mkdtemp(prefix="aigen-bench-")), args.profile))
+    workdir = Path(tempfile.mkdtemp(prefix="aigen-bench-"))
+    asyncio.run(run_streams(count, args.delay_s, workdir, args.profile, args.omit_image_data))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,13 @@ from aigen.v1 import (
 
 log = logging.getLogger(__name__)
 TRANSPORT_CEILING = 1024 * 1024 * 1024
+# Calls that arrived but that the event loop has not taken up yet. Past the soft limit gRPC
+# cancels new arrivals at random (certainly at the hard limit): the defaults (1,000 / 3,000)
+# cancel a few hundred of 2,000 streams opened at once.
+PENDING_CALLS_SOFT_LIMIT = 20_000
+PENDING_CALLS_HARD_LIMIT = 40_000
+# How long such a call may wait before gRPC cancels it (default 30 s); its own deadline still applies.
+PENDING_CALL_MAX_S = 120
 SERVICE_NAMES = (
     project_service_pb2.DESCRIPTOR.services_by_name["ProjectService"].full_name,
     access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
@@ -146,6 +153,9 @@ async def start_server(
             ("grpc.max_receive_message_length", hard_cap),
             ("grpc.max_send_message_length", hard_cap),
             ("grpc.so_reuseport", 0),
+            ("grpc.server.max_pending_requests", PENDING_CALLS_SOFT_LIMIT),
+            ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_HARD_LIMIT),
+            ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_MAX_S),
         ],
     )
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(store, resolver, base_url), server)

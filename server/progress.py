@@ -1,6 +1,8 @@
 """Progress events for streaming generations, shaped like operation metadata.
 
-While a provider works, a ticker emits an event at least once per second. The percent is
+While a provider works, a stream that has been quiet for TICK_S gets an event, so events come
+at least once per second. One ticker per event loop serves every stream (a timer per stream
+costs a task wake-up each, thousands per second with thousands of streams). The percent is
 the provider's own when it reports one, otherwise an estimate from the model's observed
 latency, flagged as such.
 """
@@ -8,8 +10,10 @@ latency, flagged as such.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
+import weakref
 from collections.abc import Callable
 
 from google.protobuf import duration_pb2
@@ -17,14 +21,57 @@ from google.protobuf import duration_pb2
 from aigen.server.providers.base import Progress
 from aigen.v1 import types_pb2
 
+log = logging.getLogger(__name__)
 Phase = types_pb2.GenerationEvent.Phase
-TICK_S = 0.5
+TICK_S = 0.5  # a working stream quiet for this long gets an event
+SCAN_S = 0.1  # how often the ticker looks for quiet streams
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
-    message = duration_pb2.Duration()
-    message.FromNanoseconds(int(max(0.0, seconds) * 1e9))
-    return message
+    whole, nanos = divmod(int(max(0.0, seconds) * 1e9), 1_000_000_000)
+    return duration_pb2.Duration(seconds=whole, nanos=nanos)
+
+
+class _Ticker:
+    """Ticks every registered reporter that has been quiet for TICK_S, from one timer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._reporters: dict[ProgressReporter, None] = {}  # insertion-ordered set
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, reporter: ProgressReporter) -> None:
+        """Keep `reporter` alive with ticks until `discard`."""
+        self._reporters[reporter] = None
+        if self._timer is None:
+            self._timer = self._loop.call_later(SCAN_S, self._scan)
+
+    def discard(self, reporter: ProgressReporter) -> None:
+        """Stop ticking `reporter`."""
+        self._reporters.pop(reporter, None)
+
+    def _scan(self) -> None:
+        quiet_since = time.monotonic() - TICK_S
+        for reporter in list(self._reporters):
+            if reporter.last_event_at <= quiet_since:
+                try:
+                    reporter.tick()
+                except Exception:  # one broken stream must not stop the others' ticks
+                    log.exception("progress tick failed")
+                    self.discard(reporter)
+        self._timer = self._loop.call_later(SCAN_S, self._scan) if self._reporters else None
+
+
+_tickers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
+
+
+def _ticker() -> _Ticker:
+    """The running loop's ticker."""
+    loop = asyncio.get_running_loop()
+    ticker = _tickers.get(loop)
+    if ticker is None:
+        ticker = _tickers[loop] = _Ticker(loop)
+    return ticker
 
 
 def estimate_percent(elapsed: float, expected: float) -> float:
@@ -45,7 +92,8 @@ class ProgressReporter:
         self._attempt_started = self._started
         self._expected = 1.0
         self._measured: float | None = None
-        self._ticker: asyncio.Task | None = None
+        self._ticker: _Ticker | None = None
+        self.last_event_at = self._started
 
     @property
     def active(self) -> bool:
@@ -56,11 +104,15 @@ class ProgressReporter:
         """Emit one event with the current attempt and timing."""
         if self._emit is None:
             return
-        event = types_pb2.GenerationEvent(phase=phase, message=message, **fields)
-        event.elapsed.CopyFrom(_duration(time.monotonic() - self._started))
-        event.time.FromNanoseconds(time.time_ns())
+        now = time.monotonic()
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        event = types_pb2.GenerationEvent(
+            phase=phase, message=message, elapsed=_duration(now - self._started), **fields
+        )
+        event.time.seconds, event.time.nanos = seconds, nanos
         if self._attempt is not None and phase not in (Phase.PHASE_COMPLETED, Phase.PHASE_FAILED):
             event.attempt.CopyFrom(self._attempt)
+        self.last_event_at = now
         self._emit(event)
 
     def start_attempt(self, attempt: types_pb2.Attempt, expected_s: float, fallback: bool) -> None:
@@ -71,14 +123,15 @@ class ProgressReporter:
         self._measured = None
         if fallback:
             self.event(Phase.PHASE_FALLBACK, f"falling back to {attempt.provider}/{attempt.model}")
-        self._tick()
+        self.tick()
         if self._emit is not None and self._ticker is None:
-            self._ticker = asyncio.get_running_loop().create_task(self._run_ticker())
+            self._ticker = _ticker()
+            self._ticker.add(self)
 
     def stop_attempt(self) -> None:
         """The provider finished (or failed)."""
         if self._ticker is not None:
-            self._ticker.cancel()
+            self._ticker.discard(self)
             self._ticker = None
 
     def on_provider_progress(self, update: Progress) -> None:
@@ -92,9 +145,10 @@ class ProgressReporter:
                 data=update.preview.data,
                 size_bytes=len(update.preview.data),
             )
-        self._tick(update.message, preview)
+        self.tick(update.message, preview)
 
-    def _tick(self, message: str = "", preview: types_pb2.Image | None = None) -> None:
+    def tick(self, message: str = "", preview: types_pb2.Image | None = None) -> None:
+        """A RUNNING event with the attempt's percent and ETA."""
         if self._emit is None or self._attempt is None:
             return
         elapsed = time.monotonic() - self._attempt_started
@@ -111,8 +165,3 @@ class ProgressReporter:
             fields["preview"] = preview
         text = message or f"{self._attempt.provider}/{self._attempt.model} working"
         self.event(Phase.PHASE_RUNNING, text, **fields)
-
-    async def _run_ticker(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            self._tick()

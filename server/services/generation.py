@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 
 import grpc
@@ -18,6 +19,38 @@ from aigen.v1 import generation_service_pb2_grpc as pb2_grpc
 from aigen.v1 import types_pb2
 
 Phase = types_pb2.GenerationEvent.Phase
+
+
+def _supersedable(event: types_pb2.GenerationEvent | None) -> bool:
+    """A progress event without a preview: a later one says all it says, more recently."""
+    return event is not None and event.phase == Phase.PHASE_RUNNING and not event.HasField("preview")
+
+
+class _Outbox:
+    """A stream's events waiting to be sent; `None` ends the stream.
+
+    A progress event still waiting when a newer one comes is replaced by it: a stream whose
+    sends are slow (a busy server, a slow reader) gets its latest progress, not a backlog.
+    """
+
+    def __init__(self) -> None:
+        self._events: deque[types_pb2.GenerationEvent | None] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, event: types_pb2.GenerationEvent | None) -> None:
+        """Queue `event`, in place of a waiting progress event when both are progress."""
+        if self._events and _supersedable(event) and _supersedable(self._events[-1]):
+            self._events[-1] = event
+        else:
+            self._events.append(event)
+        self._ready.set()
+
+    async def get(self) -> types_pb2.GenerationEvent | None:
+        """The oldest waiting event."""
+        while not self._events:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._events.popleft()
 
 
 class GenerationServicer(pb2_grpc.GenerationServiceServicer):
@@ -57,14 +90,14 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
 
     async def _stream(self, kind: str, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
         prepared = await self.generations.prepare(kind, request, context.time_remaining())
-        queue: asyncio.Queue[types_pb2.GenerationEvent | None] = asyncio.Queue()
-        reporter = ProgressReporter(queue.put_nowait)
+        outbox = _Outbox()
+        reporter = ProgressReporter(outbox.put)
         task = asyncio.create_task(self._run(prepared, reporter))
-        task.add_done_callback(lambda _: queue.put_nowait(None))
+        task.add_done_callback(lambda _: outbox.put(None))
         self.generations.observer.stream_opened()
         try:
             reporter.event(Phase.PHASE_QUEUED, "accepted")
-            while (event := await queue.get()) is not None:
+            while (event := await outbox.get()) is not None:
                 yield event
         finally:
             self.generations.observer.stream_closed()
