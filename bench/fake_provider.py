@@ -4,9 +4,11 @@ Speaks two wire formats on one port, with the delay in the path so one process s
 scenario:
 
 - OpenAI Images: `POST /d/{ms}/v1/images/generations` (base URL `http://host:port/d/{ms}/v1`).
-  With `"stream": true` (what the aigen adapter sends) the answer is server-sent events ending in
-  `image_generation.completed`; otherwise JSON `{"data": [{"b64_json": ...}]}` (LiteLLM, curl).
-- Gemini: `POST /d/{ms}/v1beta/models/{model}:generateContent` (base URL `http://host:port/d/{ms}`).
+  With `"stream": true` (what the aigen adapter sends when a caller watches previews) the answer
+  is server-sent events ending in `image_generation.completed`; otherwise JSON
+  `{"data": [{"b64_json": ...}], ...}` (unary generations, LiteLLM, curl).
+- Gemini: `POST /d/{ms}/v1beta/models/{model}:generateContent` (base URL `http://host:port/d/{ms}`),
+  the JSON the google-genai SDK reads: one candidate whose one part is the inline PNG (base64).
 
 Every reply body is built once at start-up, so the fake costs little CPU per request. Arrival
 times (`time.monotonic()`, comparable across processes on Linux) are kept for the failover
@@ -40,6 +42,41 @@ def noise_png(side: int = IMAGE_SIDE, seed: int = 7) -> bytes:
     return buffer.getvalue()
 
 
+def _openai_answer(encoded: str) -> dict:
+    """images.generate's JSON answer, with the fields GPT Image sends."""
+    return {
+        "created": int(time.time()),
+        "data": [{"b64_json": encoded}],
+        "background": "opaque",
+        "output_format": "png",
+        "quality": "medium",
+        "size": "1024x1024",
+        "usage": {
+            "input_tokens": 10,
+            "input_tokens_details": {"image_tokens": 0, "text_tokens": 10},
+            "output_tokens": 1056,
+            "total_tokens": 1066,
+        },
+    }
+
+
+def _gemini_answer(encoded: str) -> dict:
+    """The answer of generateContent with one inline PNG, as gemini-2.5-flash-image sends it."""
+    part = {"inlineData": {"mimeType": "image/png", "data": encoded}}
+    return {
+        "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {
+            "promptTokenCount": 9,
+            "candidatesTokenCount": 1290,
+            "totalTokenCount": 1299,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 9}],
+            "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}],
+        },
+        "modelVersion": "gemini-2.5-flash-image",
+        "responseId": "bench-fake",
+    }
+
+
 class FakeProvider:
     """The aiohttp application and its prebuilt replies."""
 
@@ -57,10 +94,8 @@ class FakeProvider:
             "usage": {"input_tokens": 10, "output_tokens": 4160, "total_tokens": 4170},
         }
         self.openai_sse = f"event: image_generation.completed\ndata: {json.dumps(completed)}\n\n".encode()
-        self.openai_json = json.dumps({"created": int(time.time()), "data": [{"b64_json": encoded}]}).encode()
-        part = {"inlineData": {"mimeType": "image/png", "data": encoded}}
-        gemini = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}]}
-        self.gemini_json = json.dumps(gemini).encode()
+        self.openai_json = json.dumps(_openai_answer(encoded)).encode()
+        self.gemini_json = json.dumps(_gemini_answer(encoded)).encode()
         self.arrivals: list[tuple[str, float]] = []  # (wire, monotonic time)
         self.in_flight = 0
         self.peak_in_flight = 0

@@ -99,15 +99,26 @@ def http_post(session: aiohttp.ClientSession, url: str, payload: dict, headers: 
     return call
 
 
-def direct_call(session: aiohttp.ClientSession, base_url: str) -> Call:
-    """The fake provider as the OpenAI adapter calls it (streamed, two partial images asked)."""
-    payload = {"model": "gpt-image-1.5", "prompt": PROMPT, "size": "1024x1024", "stream": True, "partial_images": 2}
+# What each aigen provider row asks for, by provider: the model's short name in aigen.
+MODELS = {"openai": "gpt-image", "gemini": "nano-banana"}
+GEMINI_MODEL_ID = "gemini-2.5-flash-image"
+
+
+def direct_call(session: aiohttp.ClientSession, base_url: str, provider: str = "openai") -> Call:
+    """The fake provider as the aigen adapter calls it for an unary generation (no previews)."""
+    if provider == "gemini":
+        payload = {
+            "contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
+            "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "1:1"}},
+        }
+        return http_post(session, f"{base_url}/v1beta/models/{GEMINI_MODEL_ID}:generateContent", payload)
+    payload = {"model": "gpt-image-1.5", "prompt": PROMPT, "size": "1024x1024", "quality": "auto"}
     return http_post(session, f"{base_url}/images/generations", payload)
 
 
-def rest_call(session: aiohttp.ClientSession, origin: str) -> Call:
+def rest_call(session: aiohttp.ClientSession, origin: str, provider: str = "openai") -> Call:
     """Aigen through Envoy: POST /generate, the image bytes in the JSON answer."""
-    return http_post(session, f"{origin}/generate", {"prompt": PROMPT, "provider": "openai", "model": "gpt-image"})
+    return http_post(session, f"{origin}/generate", {"prompt": PROMPT, "provider": provider, "model": MODELS[provider]})
 
 
 def litellm_call(session: aiohttp.ClientSession, origin: str, key: str) -> Call:
@@ -123,11 +134,11 @@ def grpc_channel(target: str) -> grpc.aio.Channel:
     )
 
 
-def grpc_call(channel: grpc.aio.Channel) -> Call:
-    """GenerateImage with the bytes in the answer (omit_image_data false)."""
+def grpc_call(channel: grpc.aio.Channel, provider: str = "openai") -> Call:
+    """GenerateImage through `provider` with the bytes in the answer (omit_image_data false)."""
     stub = generation_service_pb2_grpc.GenerationServiceStub(channel)
     request = generation_service_pb2.GenerateImageRequest(
-        prompt=PROMPT, provider="openai", model="gpt-image", omit_image_data=False
+        prompt=PROMPT, provider=provider, model=MODELS[provider], omit_image_data=False
     )
 
     async def call() -> int:

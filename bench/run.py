@@ -3,10 +3,15 @@
 Rows, for a provider delay of 0 ms and 2 s, at concurrency 1, 16 and 64:
 
 - direct   the fake provider itself (lower bound)
-- ceiling  a minimal grpc.aio handler making the same OpenAI SDK call (bench/ceiling.py)
+- ceiling  a minimal grpc.aio handler making the same SDK call (bench/ceiling.py)
 - grpc     aigen GenerateImage over gRPC, bytes in the answer
 - rest     aigen POST /generate through Envoy (the product's own template)
 - litellm  LiteLLM proxy, one worker (only with --peer litellm, when it is installed)
+- shared-N the rest row on PostgreSQL + S3 with N = 1 and 3 replicas behind Envoy (bench/shared.py)
+
+The direct, ceiling, grpc and rest rows run once per provider of `--provider` (the same ~200 KB
+PNG): through the OpenAI adapter under the names above, through the Gemini adapter as
+`direct-gemini`, `ceiling-gemini`, `grpc-gemini` and `rest-gemini`.
 
 Then the concurrency run (bench/streams.py) and the failover timings (bench/failover.py).
 Figures go to stdout as a table and to bench/out/*.json. Nothing here is a pass/fail test.
@@ -23,6 +28,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -43,6 +49,41 @@ from bench.load import (
 OUT = Path(__file__).resolve().parent / "out"
 CONCURRENCY = (1, 16, 64)
 DELAYS_MS = (0, 2000)
+PROVIDERS = ("openai", "gemini")
+
+
+def row_name(target: str, provider: str) -> str:
+    """The row of `target` through `provider`: the OpenAI rows keep the bare name."""
+    return target if provider == "openai" else f"{target}-{provider}"
+
+
+def fake_url(fake: procs.Child, delay_ms: int, provider: str) -> str:
+    """The fake's base URL for `provider`'s SDK at `delay_ms`."""
+    root = f"http://127.0.0.1:{fake.port}/d/{delay_ms}"
+    return f"{root}/v1" if provider == "openai" else root
+
+
+def provider_env(provider: str, base_url: str) -> dict[str, str]:
+    """Aigen settings that send every generation to `provider`'s adapter at `base_url`."""
+    if provider == "openai":
+        return procs.openai_env(base_url)
+    return {
+        "GEMINI_API_KEY": "bench",
+        "GOOGLE_GEMINI_BASE_URL": base_url,
+        "AIGEN_DEFAULT_PROVIDER": "gemini",
+        "AIGEN_DEFAULT_MODEL": "nano-banana",
+    }
+
+
+def start_ceiling(workdir: Path, provider: str, base_url: str) -> procs.Child:
+    """The minimal grpc.aio handler (bench.ceiling) in front of `provider`'s SDK."""
+    port_file = workdir / f"ceiling-{provider}.port"
+    port_file.unlink(missing_ok=True)
+    variable = "OPENAI_BASE_URL" if provider == "openai" else "GOOGLE_GEMINI_BASE_URL"
+    argv = [sys.executable, "-m", "bench.ceiling", "--provider", provider, "--port-file", str(port_file)]
+    child = procs.spawn(f"ceiling-{provider}", argv, workdir, procs.clean_env(**{variable: base_url}))
+    child.port = procs._port_from_file(child, port_file, "ceiling server")
+    return child
 
 
 @dataclass
@@ -64,6 +105,7 @@ class Row:
     server_rss_mb: float | None
     server_peak_rss_mb: float | None
     first_error: str = ""
+    backends_cpu_ms: dict[str, float] | None = None  # per backend process, shared-mode rows only
 
 
 def load_average() -> str:
@@ -100,7 +142,7 @@ class Bench:
         self.workdir = workdir
         self.rows: list[Row] = []
         self.notes: list[str] = []
-        self.direct_p50: dict[tuple[int, int], float] = {}
+        self.direct_p50: dict[tuple[str, int, int], float] = {}  # (direct row, delay, concurrency)
 
     def bounds(self, delay_ms: int) -> tuple[float, int]:
         """Duration and request cap of one measured run."""
@@ -115,11 +157,18 @@ class Bench:
         concurrency: int,
         server: procs.Child | None,
         envoy: procs.Child | None = None,
+        backends: dict | None = None,
+        direct: str = "direct",
     ) -> Row:
-        """Warm up, then one bounded closed-loop run with CPU read before and after."""
+        """Warm up, then one bounded closed-loop run with CPU read before and after.
+
+        `+p50` is taken against the `direct` row (the same provider wire) at the same delay and
+        concurrency.
+        """
         await closed_loop(call, concurrency, 1.0 if delay_ms == 0 else delay_ms / 1000 + 0.5, 2 * concurrency)
         cpu0 = server.cpu_s() if server else 0.0
         envoy0 = envoy.cpu_s() if envoy else 0.0
+        backends0 = {name: child.cpu_s() for name, child in (backends or {}).items()}
         duration, cap = self.bounds(delay_ms)
         result: LoadResult = await closed_loop(call, concurrency, duration, cap)
         ok = max(result.ok, 1)
@@ -139,55 +188,74 @@ class Bench:
             server_rss_mb=server.rss_mb() if server else None,
             server_peak_rss_mb=server.peak_rss_mb() if server else None,
             first_error=result.errors[0] if result.errors else "",
+            backends_cpu_ms={name: (child.cpu_s() - backends0[name]) * 1000 / ok for name, child in backends.items()}
+            if backends
+            else None,
         )
-        if target == "direct":
-            self.direct_p50[(delay_ms, concurrency)] = row.p50_ms
-        elif (delay_ms, concurrency) in self.direct_p50:
-            row.added_p50_ms = row.p50_ms - self.direct_p50[(delay_ms, concurrency)]
+        if target == direct:
+            self.direct_p50[(direct, delay_ms, concurrency)] = row.p50_ms
+        elif (direct, delay_ms, concurrency) in self.direct_p50:
+            row.added_p50_ms = row.p50_ms - self.direct_p50[(direct, delay_ms, concurrency)]
         self.rows.append(row)
         print(format_row(row), flush=True)
         return row
 
     async def run_delay(self, fake: procs.Child, delay_ms: int) -> None:
         """Every target at every concurrency for one provider delay."""
-        base_url = f"http://127.0.0.1:{fake.port}/d/{delay_ms}/v1"
+        base_url = fake_url(fake, delay_ms, "openai")
         only = set(self.args.only.split(",")) if self.args.only else None
         wanted = lambda name: only is None or name in only  # noqa: E731
-        levels = self.args.concurrency
+        for provider in self.args.provider:
+            await self.run_provider(fake, delay_ms, provider, wanted)
+        if self.args.peer == "litellm" and wanted("litellm"):
+            await self.run_litellm(base_url, delay_ms)
+        if wanted("shared"):
+            from bench.shared import run_shared
+
+            await run_shared(self, base_url, delay_ms)
+
+    async def run_provider(self, fake: procs.Child, delay_ms: int, provider: str, wanted) -> None:
+        """The direct, ceiling, gRPC and REST rows through one provider's wire and adapter."""
+        base_url = fake_url(fake, delay_ms, provider)
+        direct = row_name("direct", provider)
         if wanted("direct"):
-            for c in levels:
+            for c in self.args.concurrency:
                 async with http_session(c) as session:
-                    await self.measure("direct", delay_ms, direct_call(session, base_url), c, fake)
+                    call = direct_call(session, base_url, provider)
+                    await self.measure(direct, delay_ms, call, c, fake, direct=direct)
         if wanted("ceiling"):
-            ceiling = procs.start_ceiling(self.workdir, base_url)
+            ceiling = start_ceiling(self.workdir, provider, base_url)
             try:
                 async with grpc_channel(f"127.0.0.1:{ceiling.port}") as channel:
-                    for c in levels:
-                        await self.measure("ceiling", delay_ms, grpc_call(channel), c, ceiling)
+                    for c in self.args.concurrency:
+                        call = grpc_call(channel, provider)
+                        await self.measure(row_name("ceiling", provider), delay_ms, call, c, ceiling, direct=direct)
             finally:
                 ceiling.stop()
         if wanted("grpc") or wanted("rest"):
-            await self.run_aigen(base_url, delay_ms, wanted)
-        if self.args.peer == "litellm" and wanted("litellm"):
-            await self.run_litellm(base_url, delay_ms)
+            await self.run_aigen(base_url, delay_ms, wanted, provider)
 
-    async def run_aigen(self, base_url: str, delay_ms: int, wanted) -> None:
-        """The gRPC and REST rows against one aigen server with Envoy in front."""
+    async def run_aigen(self, base_url: str, delay_ms: int, wanted, provider: str = "openai") -> None:
+        """The gRPC and REST rows through `provider` against one aigen server with Envoy in front."""
         data_dir = Path(tempfile.mkdtemp(prefix="aigen-bench-data-"))
-        server = procs.start_aigen(self.workdir, data_dir, procs.openai_env(base_url))
+        server = procs.start_aigen(self.workdir, data_dir, provider_env(provider, base_url))
         envoy = procs.start_envoy(self.workdir, server.port)
+        direct = row_name("direct", provider)
         try:
             if wanted("grpc"):
+                name = row_name("grpc", provider)
                 async with grpc_channel(f"127.0.0.1:{server.port}") as channel:
                     for c in self.args.concurrency:
-                        await self.measure("grpc", delay_ms, grpc_call(channel), c, server)
+                        await self.measure(name, delay_ms, grpc_call(channel, provider), c, server, direct=direct)
                         if c == 16 and delay_ms == 0 and self.args.profile:
-                            await self.profile(server, grpc_call(channel))
+                            await self.profile(server, grpc_call(channel, provider), name)
             if wanted("rest"):
                 origin = f"http://127.0.0.1:{envoy.port}"
+                name = row_name("rest", provider)
                 for c in self.args.concurrency:
                     async with http_session(c) as session:
-                        await self.measure("rest", delay_ms, rest_call(session, origin), c, server, envoy)
+                        call = rest_call(session, origin, provider)
+                        await self.measure(name, delay_ms, call, c, server, envoy, direct=direct)
         finally:
             envoy.stop()
             server.stop()
@@ -211,14 +279,14 @@ class Bench:
         finally:
             peer.stop()
 
-    async def profile(self, server: procs.Child, call) -> None:
-        """py-spy on the server during a c=16 gRPC run (not part of the table)."""
+    async def profile(self, server: procs.Child, call, name: str = "grpc") -> None:
+        """py-spy on the server during a c=16 run of row `name` (not part of the table)."""
         py_spy = Path(os.sys.executable).parent / "py-spy"
         if not py_spy.exists():
             self.notes.append("py-spy not installed: no profile")
             return
         OUT.mkdir(exist_ok=True)
-        raw = OUT / "profile-grpc-c16.txt"
+        raw = OUT / f"profile-{name}-c16.txt"
         seconds = max(5, int(self.args.duration))
         argv = [str(py_spy), "record", "--pid", str(server.pid), "--duration", str(seconds), "--rate", "250"]
         argv += ["--format", "raw", "--output", str(raw), "--nonblocking", "--threads"]
@@ -232,12 +300,12 @@ class Bench:
         from bench.profile_summary import summarize
 
         summary = summarize(raw)
-        (OUT / "profile-grpc-c16-summary.txt").write_text(summary)
+        (OUT / f"profile-{name}-c16-summary.txt").write_text(summary)
         print(summary, flush=True)
 
 
 HEADER = (
-    f"{'target':8} {'delay':>6} {'c':>3} {'ok':>6} {'err':>4} {'req/s':>8} {'p50':>8} {'p90':>8} {'p99':>8} "
+    f"{'target':14} {'delay':>6} {'c':>3} {'ok':>6} {'err':>4} {'req/s':>8} {'p50':>8} {'p90':>8} {'p99':>8} "
     f"{'+p50':>7} {'srv cpu':>8} {'envoy':>6} {'rss':>6} {'peak':>6}"
 )
 
@@ -249,7 +317,7 @@ def _f(value: float | None, width: int, digits: int = 1) -> str:
 def format_row(row: Row) -> str:
     """One fixed-width line (ms for latencies and CPU per request, MB for memory)."""
     line = (
-        f"{row.target:8} {row.delay_ms:>6} {row.concurrency:>3} {row.ok:>6} {row.errors:>4} {row.rps:>8.1f} "
+        f"{row.target:14} {row.delay_ms:>6} {row.concurrency:>3} {row.ok:>6} {row.errors:>4} {row.rps:>8.1f} "
         f"{row.p50_ms:>8.1f} {row.p90_ms:>8.1f} {row.p99_ms:>8.1f} {_f(row.added_p50_ms, 7)} "
         f"{_f(row.server_cpu_ms, 8, 2)} {_f(row.envoy_cpu_ms, 6, 2)} {_f(row.server_rss_mb, 6, 0)} "
         f"{_f(row.server_peak_rss_mb, 6, 0)}"
@@ -292,7 +360,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="aigen benchmarks (not a test: prints figures)")
     parser.add_argument("--quick", action="store_true", help="short runs and 200 streams")
     parser.add_argument("--peer", default="", help="'litellm' adds the LiteLLM proxy row")
-    parser.add_argument("--only", default="", help="comma list of targets: direct,ceiling,grpc,rest,litellm")
+    parser.add_argument("--only", default="", help="comma list of targets: direct,ceiling,grpc,rest,litellm,shared")
+    parser.add_argument(
+        "--provider",
+        type=lambda s: [name for name in s.split(",") if name],
+        default=list(PROVIDERS),
+        help="comma list of adapters the direct/ceiling/grpc/rest rows go through: openai,gemini",
+    )
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per measured run (0 ms delay)")
     parser.add_argument("--max-requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=list(CONCURRENCY))
