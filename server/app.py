@@ -162,7 +162,8 @@ async def start_server(
     generation_service_pb2_grpc.add_GenerationServiceServicer_to_server(
         GenerationServicer(generations, resolver), server
     )
-    image_service_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(store), server)
+    presign_s = settings.s3_presign_expiry_s if settings.s3_presigned_redirect else 0
+    image_service_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(store, presign_s), server)
     layer_service_pb2_grpc.add_LayerServiceServicer_to_server(LayerServicer(layered, base_url), server)
     ui_service_pb2_grpc.add_UiServiceServicer_to_server(UiServicer(), server)
     ops_service_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(telemetry.metrics), server)

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     s3_prefix: str = ""  # prepended to every object key (key = prefix + sha256 hex)
     s3_access_key_id: str = ""  # empty: botocore's default credential chain
     s3_secret_access_key: str = ""
+    # GET /images/{id} through Envoy answers 302 to a presigned S3 URL instead of relaying the
+    # bytes (gRPC callers still get the bytes). Presigned URLs name s3_public_endpoint_url when
+    # callers reach the storage under another address than the servers do.
+    s3_presigned_redirect: bool = False
+    s3_presign_expiry_s: int = Field(900, ge=1, le=604800)  # SigV4 allows at most 7 days
+    s3_public_endpoint_url: str = ""
 
     # Backends: "sqlite" is the embedded single-process store under data_dir; "postgres" is
     # the shared store (AIGEN_DATABASE_URL) that several replicas use together. Image bytes
@@ -154,6 +160,8 @@ class Settings(BaseSettings):
             raise ValueError("AIGEN_BLOBS=s3 needs AIGEN_S3_BUCKET")
         if self.blobs == "s3" and self.store == "sqlite":
             raise ValueError("AIGEN_BLOBS=s3 needs AIGEN_STORE=postgres (the sqlite store keeps blobs in data_dir)")
+        if self.s3_presigned_redirect and self.blobs != "s3":
+            raise ValueError("AIGEN_S3_PRESIGNED_REDIRECT needs AIGEN_BLOBS=s3")
         return self
 
     def timeout_for(self, provider: str, model: str) -> float:

@@ -90,6 +90,10 @@ class Store(ABC):
     async def read_blob(self, sha256: str) -> bytes:
         """The bytes of a blob."""
 
+    async def blob_url(self, sha256: str, expires_s: int, content_type: str = "") -> str | None:
+        """A time-limited URL that serves the blob without the gateway; None when the store has none."""
+        return None
+
     @abstractmethod
     async def insert_image(self, image: ImageRecord, usage: UsageRecord | None = None) -> None:
         """Record an image whose blob was already written, and the usage it was charged, together."""

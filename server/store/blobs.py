@@ -23,6 +23,8 @@ from aigen.server.errors import AigenError, InvalidArgument, NotFound, Reason
 # A blob written but not yet referenced by an image row is kept through garbage
 # collection for this long, so a commit that follows its write never loses it.
 BLOB_PIN_S = 900.0
+# How images are cached wherever they are served: ids are unguessable, content never changes.
+IMAGE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -50,6 +52,10 @@ class BlobStore(ABC):
     @abstractmethod
     async def exists(self, sha256: str) -> bool:
         """True when the blob is stored."""
+
+    async def presigned_url(self, sha256: str, expires_s: int, content_type: str = "") -> str | None:
+        """A time-limited URL that serves the blob without the gateway; None when the backend has none."""
+        return None
 
 
 class BlobStoreUnavailable(AigenError):

@@ -30,6 +30,7 @@ def s3_blobs(settings: Settings) -> BlobStore:
         prefix=settings.s3_prefix,
         access_key_id=settings.s3_access_key_id or None,
         secret_access_key=settings.s3_secret_access_key or None,
+        public_endpoint_url=settings.s3_public_endpoint_url or None,
     )
 
 

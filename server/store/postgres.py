@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import hashlib
 import json
 import pathlib
@@ -91,6 +92,23 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+@functools.cache
+def _revisions() -> tuple[frozenset[str], str]:
+    """Every revision the migration scripts define, and the newest (read once per process)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    return frozenset(script.revision for script in scripts.walk_revisions()), scripts.get_current_head()
+
+
 def upgrade_schema(dsn: str) -> None:
     """Bring the database to the newest Alembic revision (blocking; run it in a thread).
 
@@ -100,13 +118,10 @@ def upgrade_schema(dsn: str) -> None:
     import psycopg
     import sqlalchemy
     from alembic import command
-    from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    config = _alembic_config()
+    known, head = _revisions()
     engine = sqlalchemy.create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=sqlalchemy.pool.NullPool
     )
@@ -115,7 +130,9 @@ def upgrade_schema(dsn: str) -> None:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             current = MigrationContext.configure(conn).get_current_revision()
             if current is not None and current not in known:
-                raise RuntimeError(f"database schema {current} is newer than this server ({sorted(known)[-1]})")
+                raise RuntimeError(f"database schema {current} is newer than this server ({head})")
+            if current == head:
+                return
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     finally:
@@ -350,6 +367,12 @@ class PostgresStore(Store):
         if not is_sha256(sha256):
             raise blob_not_found(sha256)
         return await self._blobs.get(sha256)
+
+    async def blob_url(self, sha256: str, expires_s: int, content_type: str = "") -> str | None:
+        """The blob backend's presigned URL (S3), or None (local files)."""
+        if not is_sha256(sha256):
+            raise blob_not_found(sha256)
+        return await self._blobs.presigned_url(sha256, expires_s, content_type)
 
     async def _collect_blobs(self, candidates: set[str]) -> None:
         """Delete candidate blobs (and those whose pins expired) that nothing references.

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -33,9 +34,11 @@ from botocore.exceptions import (
     NoCredentialsError,
     PartialCredentialsError,
 )
+from botocore.loaders import Loader, create_loader
 
 from aigen.server.errors import AigenError, NotFound
 from aigen.server.store.blobs import (
+    IMAGE_CACHE_CONTROL,
     BlobStore,
     BlobStoreMisconfigured,
     BlobStoreUnavailable,
@@ -70,6 +73,21 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
+@functools.cache
+def _loader() -> Loader:
+    """One botocore data loader per process: it keeps the S3 service model and endpoint rules
+    it has read, so every client after the first is created without reading them again.
+    """
+    return create_loader()
+
+
+def _session() -> AioSession:
+    """A fresh botocore session (its own credential chain) on the shared data loader."""
+    session = get_session()
+    session.register_component("data_loader", _loader())
+    return session
+
+
 class S3Blobs(BlobStore):
     """Content-addressed blobs in one bucket of an S3-compatible service."""
 
@@ -88,6 +106,7 @@ class S3Blobs(BlobStore):
         read_timeout_s: float = 60.0,
         max_pool_connections: int = 32,
         delete_batch_size: int = MAX_DELETE_BATCH,
+        public_endpoint_url: str | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("bucket is required")
@@ -98,6 +117,7 @@ class S3Blobs(BlobStore):
         self.bucket = bucket
         self.prefix = prefix
         self._endpoint_url = endpoint_url or None
+        self._public_endpoint_url = public_endpoint_url or None
         self._region = region
         self._access_key_id = access_key_id or None
         self._secret_access_key = secret_access_key or None
@@ -117,6 +137,7 @@ class S3Blobs(BlobStore):
         )
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._signer: Any = None  # signs presigned URLs for the public endpoint; never connects
 
     @property
     def where(self) -> str:
@@ -134,29 +155,34 @@ class S3Blobs(BlobStore):
             return
         stack = AsyncExitStack()
         try:
-            self._client = await stack.enter_async_context(
-                get_session().create_client(
-                    "s3",
-                    endpoint_url=self._endpoint_url,
-                    region_name=self._region,
-                    aws_access_key_id=self._access_key_id,
-                    aws_secret_access_key=self._secret_access_key,
-                    config=self._config,
-                )
-            )
+            self._client = await stack.enter_async_context(self._create_client(self._endpoint_url))
+            self._signer = self._client
+            if self._public_endpoint_url:
+                self._signer = await stack.enter_async_context(self._create_client(self._public_endpoint_url))
             self._stack = stack
             try:
                 await self._client.head_bucket(Bucket=self.bucket)
             except (BotoCoreError, ClientError) as exc:
                 raise self._translate(exc, "open") from exc
         except BaseException:
-            self._client = self._stack = None
+            self._client = self._signer = self._stack = None
             await stack.aclose()
             raise
 
+    def _create_client(self, endpoint_url: str | None) -> Any:
+        """An S3 client context for `endpoint_url` with this store's credentials and config."""
+        return _session().create_client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=self._region,
+            aws_access_key_id=self._access_key_id,
+            aws_secret_access_key=self._secret_access_key,
+            config=self._config,
+        )
+
     async def close(self) -> None:
         """Close the client and its connection pool."""
-        stack, self._stack, self._client = self._stack, None, None
+        stack, self._stack, self._client, self._signer = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -228,12 +254,19 @@ class S3Blobs(BlobStore):
                     f"(first: {first.get('Key')}: {first.get('Code')} {first.get('Message', '')})".rstrip()
                 )
 
-    async def presigned_url(self, sha256: str, expires_s: int = 3600) -> str:
-        """A time-limited GET URL for the blob (no check that it exists)."""
+    async def presigned_url(self, sha256: str, expires_s: int = 3600, content_type: str = "") -> str:
+        """A time-limited GET URL for the blob on the public endpoint (no check that it exists).
+
+        With `content_type`, the storage answers with that Content-Type and the gateway's
+        cache headers, as GET /images/{id} does.
+        """
         require_sha256(sha256)
-        return await self._s3().generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self.key(sha256)}, ExpiresIn=int(expires_s)
-        )
+        params = {"Bucket": self.bucket, "Key": self.key(sha256)}
+        if content_type:
+            params |= {"ResponseContentType": content_type, "ResponseCacheControl": IMAGE_CACHE_CONTROL}
+        if self._signer is None:
+            raise RuntimeError("blob store is not open")
+        return await self._signer.generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires_s))
 
     # Errors ---------------------------------------------------------------------------------
     def _translate(self, exc: Exception, action: str, sha256: str = "") -> AigenError:
