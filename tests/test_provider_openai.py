@@ -9,7 +9,8 @@ import time
 
 import pytest
 from fakes.base import png_bytes
-from fakes.openai import FINAL_COLOR, PARTIAL_COLORS, FakeOpenAI, params
+from fakes.openai import FINAL_COLOR, PARTIAL_COLORS, FakeOpenAI, Wire, params
+from openai._streaming import SSEDecoder
 from PIL import Image
 
 from aigen.server.config import Settings
@@ -23,7 +24,7 @@ from aigen.server.errors import (
     ProviderUnavailable,
 )
 from aigen.server.providers.base import ImageRequest, InputImage, Progress, ProviderRegistry
-from aigen.server.providers.openai_images import OpenAIProvider
+from aigen.server.providers.openai_images import OpenAIProvider, SSEReader
 
 KEY = "test-openai-key"
 
@@ -206,6 +207,16 @@ async def test_qualified_model_id_wins_over_the_short_name(fake):
         await provider.aclose()
 
 
+async def test_requests_take_turns_over_several_connection_pools(fake):
+    provider = make_provider(fake, provider_max_connections=600)  # three clients of 200
+    try:
+        for _ in range(6):
+            await generate(provider)
+    finally:
+        await provider.aclose()
+    assert len(fake.client_ports()) == 3  # each client reused its own kept-alive connection
+
+
 async def test_unknown_model_and_too_many_references(provider, fake):
     with pytest.raises(CapabilityUnsupported):
         await generate(provider, model="dall-e-3")
@@ -340,6 +351,72 @@ async def test_stream_without_a_completed_event_is_unavailable(provider, fake):
     fake.succeed(complete=False)
     with pytest.raises(ProviderUnavailable, match="without an image"):
         await generate(provider)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [Wire(chunk_size=7), Wire(chunk_size=4096, line_end="\r\n"), Wire(chunk_size=1, line_end="\r"), Wire(done=True)],
+    ids=["small-chunks", "crlf", "cr-bytewise", "done"],
+)
+async def test_streams_survive_any_chunking_and_line_ends(provider, fake, wire):
+    fake.succeed(revised_prompt="a red bicycle, at dusk", partials=1 if wire.chunk_size == 1 else 2, wire=wire)
+    result, updates = await generate(provider)
+    expected = PARTIAL_COLORS[:1] if wire.chunk_size == 1 else PARTIAL_COLORS[:2]
+    assert [pixel(update.preview.data) for update in updates] == list(expected)
+    assert pixel(result.data) == FINAL_COLOR
+    assert result.revised_prompt == "a red bicycle, at dusk"
+
+
+async def test_error_event_without_a_message(provider, fake):
+    async def handler(request, recorded):
+        return await Wire().send(request, [b'event: error\ndata: {"error": {"code": "server_error"}}\n\n'], fake)
+
+    fake.script(handler)
+    with pytest.raises(ProviderUnavailable, match="An error occurred during streaming"):
+        await generate(provider)
+
+
+async def test_stream_that_stalls_midway_times_out(fake):
+    provider = make_provider(fake, generation_timeout_s=0.3)
+    fake.succeed(wire=Wire(stall_s=5))
+    updates: list[Progress] = []
+    try:
+        with pytest.raises(ProviderTimeout):
+            await provider.generate(ImageRequest(prompt="x", model="gpt-image"), updates.append)
+    finally:
+        await provider.aclose()
+    assert len(updates) == 1
+
+
+def split_everywhere(stream: bytes) -> list[list[bytes]]:
+    """What an SSEReader yields for `stream` cut in two at every position."""
+    seen = []
+    for cut in range(len(stream) + 1):
+        reader = SSEReader()
+        seen.append(reader.feed(stream[:cut]) + reader.feed(stream[cut:]))
+    return seen
+
+
+def sdk_events(stream: bytes) -> list[bytes]:
+    """The data of the events the SDK's own decoder finds in `stream`."""
+    return [event.data.encode() for event in SSEDecoder().iter_bytes(iter([stream]))]
+
+
+STREAMS = (
+    'event: image_generation.partial_image\ndata: {"a":\ndata:1}\n\n',
+    ": a comment\n\n\n\nevent: only a name\n\nevent:\n\nretry: soon\n\nretry: 5\n\ndata\n\n",
+    " data: not a field\n\nother: 1\n\ndata:no space\ndata:  two spaces\n\ndata: last without its blank line",
+    ": nothing\n\nid: 7\n\n: still an event\n\nid:\n\n: nothing again\n\nid: a\0b\n\n",
+)
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("stream", STREAMS)
+def test_sse_reader_finds_what_the_sdk_finds_wherever_chunks_end(stream, line_end):
+    wire = stream.replace("\n", line_end).encode()
+    expected = sdk_events(wire)
+    assert expected  # every stream has events
+    assert all(found == expected for found in split_everywhere(wire))
 
 
 async def test_slow_answer_times_out(fake):

@@ -52,9 +52,13 @@ def with_model_id(profile: ModelProfile, model_ids: Mapping[str, str]) -> ModelP
     return replace(profile, internal_id=configured, aliases=aliases)
 
 
-def connection_limits(total: int, kind: type[Limits] = httpx2.Limits) -> Limits:
-    """Pool limits of a provider's HTTP client (httpx2 or, with `kind`, httpx): `total` connections."""
-    return kind(max_connections=total, max_keepalive_connections=min(total, KEEPALIVE_CONNECTIONS))
+def connection_limits(
+    total: int, kind: type[Limits] = httpx2.Limits, *, keepalive: int = KEEPALIVE_CONNECTIONS
+) -> Limits:
+    """Pool limits of a provider's HTTP client (httpx2 or, with `kind`, httpx): `total` connections,
+    at most `keepalive` of them kept idle.
+    """
+    return kind(max_connections=total, max_keepalive_connections=min(total, keepalive))
 
 
 # HTTP statuses and Retry-After --------------------------------------------------------------------

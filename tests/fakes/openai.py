@@ -6,9 +6,10 @@
 
 With `stream=true` the fake answers in server-sent events, as the real API does: one
 `*.partial_image` event per requested partial image, then `*.completed` (generations use the
-`image_generation.` prefix, edits `image_edit.`). Replies: `succeed`, `fail` (error JSON with
-code and Retry-After), `fail_midstream` (an error event after partial images), `malformed`,
-`truncate`, `slow`.
+`image_generation.` prefix, edits `image_edit.`). Replies: `succeed` (optionally in small
+network chunks, with CRLF or CR line ends, a `[DONE]` event, or a stall mid-stream), `fail`
+(error JSON with code and Retry-After), `fail_midstream` (an error event after partial
+images), `malformed`, `truncate`, `slow`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, Self
 
 from aiohttp import web
@@ -63,8 +65,44 @@ def error_body(status: int, message: str, code: str | None, kind: str | None) ->
     }
 
 
+@dataclass(frozen=True)
+class Wire:
+    """How a stream goes out: in `chunk_size` pieces, `line_end` between lines, `[DONE]` after
+    the events (`done`), and a pause of `stall_s` after the first event.
+    """
+
+    chunk_size: int = 0
+    line_end: str = "\n"
+    done: bool = False
+    stall_s: float = 0.0
+
+    async def send(self, request: web.Request, events: list[bytes], fake: FakeServer) -> web.StreamResponse:
+        """Write `events` (LF-separated SSE blocks) as this wire says."""
+        if self.done:
+            events = [*events, b"data: [DONE]\n\n"]
+        events = [event.replace(b"\n", self.line_end.encode()) for event in events]
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for index, event in enumerate(events):
+            size = self.chunk_size or len(event)
+            for start in range(0, len(event), size):
+                await response.write(event[start : start + size])
+            if index == 0 and self.stall_s:
+                await fake.pause(self.stall_s)
+        await response.write_eof()
+        return response
+
+
 class FakeOpenAI(FakeServer):
     """A scriptable OpenAI Images API server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ports: list[int] = []  # the client port of every request, in order
+
+    def reset(self) -> None:
+        super().reset()
+        self._ports.clear()
 
     @property
     def base_url(self) -> str:
@@ -72,7 +110,16 @@ class FakeOpenAI(FakeServer):
         return f"{self.origin}/v1"
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v1/images/generations", self.dispatch), web.post("/v1/images/edits", self.dispatch)]
+        return [web.post("/v1/images/generations", self._answer), web.post("/v1/images/edits", self._answer)]
+
+    def client_ports(self) -> set[int]:
+        """The client-side ports of the connections the recorded requests came on."""
+        return set(self._ports)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self._ports.append(peer[1] if peer else 0)
+        return await self.dispatch(request)
 
     async def default_reply(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         return await self.image_reply()(request, recorded)
@@ -85,10 +132,12 @@ class FakeOpenAI(FakeServer):
         revised_prompt: str | None = None,
         output_format: str = "png",
         complete: bool = True,
+        wire: Wire | None = None,
     ) -> Handler:
         """An image: streamed with `partials` partial images (default: as many as asked), or as JSON.
 
-        `complete=False` ends the stream after the partial images, without the final event.
+        `complete=False` ends the stream after the partial images, without the final event;
+        `wire` sets how the stream is written.
         """
 
         async def handler(request: web.Request, recorded: Recorded) -> web.StreamResponse:
@@ -108,7 +157,7 @@ class FakeOpenAI(FakeServer):
                 completed["revised_prompt"] = revised_prompt
             if complete:
                 events.append(_sse(completed["type"], completed))
-            return await self._stream(request, events)
+            return await (wire or Wire()).send(request, events, self)
 
         return handler
 
