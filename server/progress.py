@@ -23,13 +23,21 @@ from aigen.v1 import types_pb2
 
 log = logging.getLogger(__name__)
 Phase = types_pb2.GenerationEvent.Phase
+# Enum values looked up once: each lookup through the enum wrapper costs a Python call.
+RUNNING, FALLBACK = Phase.PHASE_RUNNING, Phase.PHASE_FALLBACK
+TERMINAL = frozenset((Phase.PHASE_COMPLETED, Phase.PHASE_FAILED))
 TICK_S = 0.5  # a working stream quiet for this long gets an event
 SCAN_S = 0.1  # how often the ticker looks for quiet streams
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
-    whole, nanos = divmod(int(max(0.0, seconds) * 1e9), 1_000_000_000)
-    return duration_pb2.Duration(seconds=whole, nanos=nanos)
+    return _set_duration(duration_pb2.Duration(), seconds)
+
+
+def _set_duration(field: duration_pb2.Duration, seconds: float) -> duration_pb2.Duration:
+    """`field` set to `seconds` in place (cheaper than building a Duration and copying it)."""
+    field.seconds, field.nanos = divmod(int(max(0.0, seconds) * 1e9), 1_000_000_000)
+    return field
 
 
 class _Ticker:
@@ -106,11 +114,10 @@ class ProgressReporter:
             return
         now = time.monotonic()
         seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-        event = types_pb2.GenerationEvent(
-            phase=phase, message=message, elapsed=_duration(now - self._started), **fields
-        )
+        event = types_pb2.GenerationEvent(phase=phase, message=message, **fields)
+        _set_duration(event.elapsed, now - self._started)
         event.time.seconds, event.time.nanos = seconds, nanos
-        if self._attempt is not None and phase not in (Phase.PHASE_COMPLETED, Phase.PHASE_FAILED):
+        if self._attempt is not None and phase not in TERMINAL:
             event.attempt.CopyFrom(self._attempt)
         self.last_event_at = now
         self._emit(event)
@@ -122,7 +129,7 @@ class ProgressReporter:
         self._expected = expected_s
         self._measured = None
         if fallback:
-            self.event(Phase.PHASE_FALLBACK, f"falling back to {attempt.provider}/{attempt.model}")
+            self.event(FALLBACK, f"falling back to {attempt.provider}/{attempt.model}")
         self.tick()
         if self._emit is not None and self._ticker is None:
             self._ticker = _ticker()
@@ -164,4 +171,4 @@ class ProgressReporter:
         if preview is not None:
             fields["preview"] = preview
         text = message or f"{self._attempt.provider}/{self._attempt.model} working"
-        self.event(Phase.PHASE_RUNNING, text, **fields)
+        self.event(RUNNING, text, **fields)

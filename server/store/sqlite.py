@@ -3,8 +3,10 @@
 Single process, single connection. aiosqlite runs every statement on one worker thread in
 order; an asyncio lock gives each coroutine exclusive use of the connection for a whole
 read or transaction, so nobody ever observes another coroutine's uncommitted writes. The
-transactions of every generation (an image and its usage, a turn) run as one function on
-that thread (`_run_transaction`), so each costs one hand-off instead of one per statement.
+transactions of every generation (an image and its usage, a turn, the lease release) run as
+functions on that thread (`_run_transaction`), and those queued while one group runs are
+committed together: one hand-off and one COMMIT for the group, each function in a SAVEPOINT
+of its own so a failing one leaves the others' writes whole (group commit).
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ class SqliteStore(access_tables.AccessTables, Store):
         self._pin_lock = threading.Lock()  # pinning a blob vs. deleting it (both in worker threads)
         self._pins: dict[str, tuple[int, float]] = {}  # sha256 -> (pending writes, last write)
         self._gc_deferred: set[str] = set()
+        self._queued: list[_Queued] = []  # transactions waiting for the next group commit
+        self._flushes: set[asyncio.Task[None]] = set()
 
     # Lifecycle ------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -196,12 +200,37 @@ class SqliteStore(access_tables.AccessTables, Store):
                     await db.execute("PRAGMA synchronous=NORMAL")
 
     async def _run_transaction(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
-        """`work` inside BEGIN IMMEDIATE ... COMMIT (rolled back on any error), as one call on the
-        connection's thread. Once queued it runs to its end even if the caller is cancelled.
+        """`work` on the connection's thread, committed with whatever else is queued meanwhile.
+
+        All or nothing for `work` (rolled back on any error it raises); FULL-synchronous when
+        `durable`. Once queued it runs to its end even if the caller is cancelled.
         """
-        async with self._lock:
-            db = self._conn()
-            return await db._execute(_transact, db._conn, work, durable)
+        queued = _Queued(work, durable, asyncio.get_running_loop().create_future())
+        self._queued.append(queued)
+        if len(self._queued) == 1:  # the first of a new group schedules its commit
+            flush = asyncio.create_task(self._flush())
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+        return await queued.outcome
+
+    async def _flush(self) -> None:
+        """Commit the queued group as one call on the connection's thread."""
+        group: list[_Queued] = []
+        try:
+            async with self._lock:
+                group, self._queued = self._queued, []
+                db = self._conn()
+                outcomes = await db._execute(_transact_group, db._conn, [(item.work, item.durable) for item in group])
+        except BaseException as exc:  # the callers get it: nobody awaits this task
+            for item in group or self._take_queued():
+                _settle(item.outcome, exc)
+            return
+        for item, outcome in zip(group, outcomes, strict=True):
+            _settle(item.outcome, outcome)
+
+    def _take_queued(self) -> list[_Queued]:
+        group, self._queued = self._queued, []
+        return group
 
     @staticmethod
     async def _require_session(db: aiosqlite.Connection, session_id: str) -> None:
@@ -484,6 +513,73 @@ class SqliteStore(access_tables.AccessTables, Store):
 
 # Transactions on the connection's thread --------------------------------------------------
 _INSERT_IMAGE = _insert_sql("images", IMAGE_COLS)
+
+
+Work = Callable[[sqlite3.Connection], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Queued:
+    """A transaction waiting for its group commit, and the future its caller awaits."""
+
+    work: Work
+    durable: bool
+    outcome: asyncio.Future[Any]
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Give `future` its result, or its exception when `outcome` is one."""
+    if future.done():
+        return
+    if isinstance(outcome, asyncio.CancelledError):
+        future.cancel()
+    elif isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _transact_group(conn: sqlite3.Connection, group: list[tuple[Work, bool]]) -> list[Any]:
+    """Each work's result or exception, all committed in one transaction when possible.
+
+    When the group's transaction itself fails (BEGIN, a SAVEPOINT or COMMIT), it is rolled back
+    and every work runs again in a transaction of its own.
+    """
+    if len(group) == 1:
+        return [_outcome(_transact, conn, *group[0])]
+    durable = any(durable for _, durable in group)
+    try:
+        return _transact(conn, _in_savepoints([work for work, _ in group]), durable)
+    except Exception:
+        return [_outcome(_transact, conn, work, durable) for work, durable in group]
+
+
+def _outcome(function: Callable[..., T], *args: Any) -> T | Exception:
+    try:
+        return function(*args)
+    except Exception as exc:
+        return exc
+
+
+def _in_savepoints(works: list[Work]) -> Callable[[sqlite3.Connection], list[Any]]:
+    """One work: every work in `works` in a SAVEPOINT of its own, rolled back alone when it fails."""
+
+    def run(conn: sqlite3.Connection) -> list[Any]:
+        return [_in_savepoint(conn, work) for work in works]
+
+    return run
+
+
+def _in_savepoint(conn: sqlite3.Connection, work: Work) -> Any:
+    conn.execute("SAVEPOINT work")
+    try:
+        result = work(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO work")
+        conn.execute("RELEASE work")
+        return exc
+    conn.execute("RELEASE work")
+    return result
 
 
 def _transact(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], durable: bool) -> T:
