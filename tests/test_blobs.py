@@ -7,7 +7,7 @@ import base64
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -42,12 +42,6 @@ def unique(label: str) -> bytes:
     return f"{label}:{time.time_ns()}:{os.urandom(8).hex()}".encode()
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    with seaweedfs() as server:
-        yield server
-
-
 def s3_store(server: S3Server, **kwargs) -> S3Blobs:
     options = {
         "bucket": server.bucket,
@@ -65,7 +59,7 @@ async def store(request, tmp_path: Path) -> AsyncIterator[BlobStore]:
     if request.param == "local":
         blobs: BlobStore = LocalBlobs(tmp_path / "blobs")
     else:
-        blobs = s3_store(request.getfixturevalue("s3_server"), prefix=f"t-{os.urandom(4).hex()}/")
+        blobs = s3_store(request.getfixturevalue("s3"), prefix=f"t-{os.urandom(4).hex()}/")
     await blobs.open()
     try:
         yield blobs
@@ -235,8 +229,8 @@ async def test_local_reader_of_a_rewritten_truncated_blob_sees_old_or_new(tmp_pa
 
 
 # S3 ----------------------------------------------------------------------------------------
-async def test_s3_path_style_keys_and_content_type(s3_server: S3Server) -> None:
-    blobs = s3_store(s3_server, prefix="images/")
+async def test_s3_path_style_keys_and_content_type(s3: S3Server) -> None:
+    blobs = s3_store(s3, prefix="images/")
     await blobs.open()
     try:
         data = unique("keyed")
@@ -244,23 +238,23 @@ async def test_s3_path_style_keys_and_content_type(s3_server: S3Server) -> None:
         png = unique("png")
         await blobs.put(sha(png), png, content_type="image/png")
         url = await blobs.presigned_url(sha(data), 60)
-        assert url.startswith(f"{s3_server.endpoint_url}/{s3_server.bucket}/images/{sha(data)}?")
+        assert url.startswith(f"{s3.endpoint_url}/{s3.bucket}/images/{sha(data)}?")
     finally:
         await blobs.close()
-    client = s3_server.client()
+    client = s3.client()
     try:
-        head = client.head_object(Bucket=s3_server.bucket, Key=f"images/{sha(data)}")
+        head = client.head_object(Bucket=s3.bucket, Key=f"images/{sha(data)}")
         assert head["ContentLength"] == len(data)
         assert head["ContentType"] == "application/octet-stream"
-        assert client.head_object(Bucket=s3_server.bucket, Key=f"images/{sha(png)}")["ContentType"] == "image/png"
-        body = client.get_object(Bucket=s3_server.bucket, Key=f"images/{sha(data)}")["Body"].read()
+        assert client.head_object(Bucket=s3.bucket, Key=f"images/{sha(png)}")["ContentType"] == "image/png"
+        body = client.get_object(Bucket=s3.bucket, Key=f"images/{sha(data)}")["Body"].read()
         assert body == data
     finally:
         client.close()
 
 
-async def test_s3_presigned_url_serves_the_bytes(s3_server: S3Server) -> None:
-    blobs = s3_store(s3_server)
+async def test_s3_presigned_url_serves_the_bytes(s3: S3Server) -> None:
+    blobs = s3_store(s3)
     await blobs.open()
     try:
         data = unique("shared link")
@@ -275,17 +269,17 @@ async def test_s3_presigned_url_serves_the_bytes(s3_server: S3Server) -> None:
         await blobs.close()
 
 
-async def test_s3_delete_batches(s3_server: S3Server) -> None:
-    blobs = s3_store(s3_server, prefix=f"batch-{os.urandom(4).hex()}/", delete_batch_size=4)
+async def test_s3_delete_batches(s3: S3Server) -> None:
+    blobs = s3_store(s3, prefix=f"batch-{os.urandom(4).hex()}/", delete_batch_size=4)
     await blobs.open()
     try:
         datas = [unique(f"batch {i}") for i in range(11)]
         await asyncio.gather(*(blobs.put(sha(d), d) for d in datas))
         keep = datas.pop()
         await blobs.delete([sha(d) for d in datas] + [sha(unique("absent"))])
-        client = s3_server.client()
+        client = s3.client()
         try:
-            listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=blobs.prefix)
+            listed = client.list_objects_v2(Bucket=s3.bucket, Prefix=blobs.prefix)
         finally:
             client.close()
         assert [item["Key"] for item in listed.get("Contents", [])] == [blobs.key(sha(keep))]
@@ -293,9 +287,9 @@ async def test_s3_delete_batches(s3_server: S3Server) -> None:
         await blobs.close()
 
 
-async def test_s3_delete_more_than_one_request_allows(s3_server: S3Server) -> None:
+async def test_s3_delete_more_than_one_request_allows(s3: S3Server) -> None:
     """1,001 keys need two DeleteObjects calls (the API takes at most 1,000)."""
-    blobs = s3_store(s3_server, prefix=f"many-{os.urandom(4).hex()}/")
+    blobs = s3_store(s3, prefix=f"many-{os.urandom(4).hex()}/")
     await blobs.open()
     try:
         datas = [unique(f"many {i}") for i in range(1001)]
@@ -308,9 +302,9 @@ async def test_s3_delete_more_than_one_request_allows(s3_server: S3Server) -> No
         await asyncio.gather(*(put(d) for d in datas))
         assert await blobs.exists(sha(datas[-1]))
         await blobs.delete(sha(d) for d in datas)
-        client = s3_server.client()
+        client = s3.client()
         try:
-            listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=blobs.prefix)
+            listed = client.list_objects_v2(Bucket=s3.bucket, Prefix=blobs.prefix)
         finally:
             client.close()
         assert listed.get("KeyCount", 0) == 0
@@ -318,10 +312,10 @@ async def test_s3_delete_more_than_one_request_allows(s3_server: S3Server) -> No
         await blobs.close()
 
 
-async def test_s3_server_rejects_a_body_that_does_not_match_its_checksum(s3_server: S3Server) -> None:
+async def test_s3_rejects_a_body_that_does_not_match_its_checksum(s3: S3Server) -> None:
     """Uploads carry their SHA-256 as checksum and the server verifies it: a body damaged on the
     way is refused (sent here with the raw client, past put's own hash check)."""
-    blobs = s3_store(s3_server)
+    blobs = s3_store(s3)
     await blobs.open()
     digest = sha(unique("claimed"))
     try:
@@ -338,30 +332,30 @@ async def test_s3_server_rejects_a_body_that_does_not_match_its_checksum(s3_serv
         await blobs.close()
 
 
-async def test_s3_wrong_secret_is_a_clear_configuration_error(s3_server: S3Server) -> None:
-    blobs = s3_store(s3_server, secret_access_key="not-the-secret")
+async def test_s3_wrong_secret_is_a_clear_configuration_error(s3: S3Server) -> None:
+    blobs = s3_store(s3, secret_access_key="not-the-secret")
     with pytest.raises(BlobStoreMisconfigured) as caught:
         await blobs.open()
     assert caught.value.code == grpc.StatusCode.INTERNAL
-    assert s3_server.bucket in caught.value.message and "403" in caught.value.message
+    assert s3.bucket in caught.value.message and "403" in caught.value.message
     await blobs.close()
 
 
-async def test_s3_unknown_access_key_is_a_configuration_error(s3_server: S3Server) -> None:
-    blobs = s3_store(s3_server, access_key_id="nobody", secret_access_key="nothing")
+async def test_s3_unknown_access_key_is_a_configuration_error(s3: S3Server) -> None:
+    blobs = s3_store(s3, access_key_id="nobody", secret_access_key="nothing")
     with pytest.raises(BlobStoreMisconfigured):
         await blobs.open()
 
 
-async def test_s3_missing_bucket_is_a_configuration_error(s3_server: S3Server) -> None:
-    blobs = s3_store(s3_server)
+async def test_s3_missing_bucket_is_a_configuration_error(s3: S3Server) -> None:
+    blobs = s3_store(s3)
     blobs.bucket = "no-such-bucket"
     with pytest.raises(BlobStoreMisconfigured) as caught:
         await blobs.open()
     assert "no-such-bucket" in caught.value.message
 
 
-async def test_s3_unreachable_endpoint_is_unavailable_after_bounded_retries(s3_server: S3Server) -> None:
+async def test_s3_unreachable_endpoint_is_unavailable_after_bounded_retries(s3: S3Server) -> None:
     (port,) = free_port_pairs(1)
     blobs = S3Blobs(
         bucket="b",
@@ -379,7 +373,7 @@ async def test_s3_unreachable_endpoint_is_unavailable_after_bounded_retries(s3_s
     assert time.monotonic() - started < 15
 
 
-async def test_s3_server_going_away_is_unavailable() -> None:
+async def test_s3_going_away_is_unavailable() -> None:
     """A store opened against a server that then stops reports UNAVAILABLE, not a vendor error."""
     with seaweedfs(bucket="short-lived") as server:
         blobs = s3_store(server, max_attempts=2, connect_timeout_s=1, read_timeout_s=5)
@@ -396,8 +390,8 @@ async def test_s3_server_going_away_is_unavailable() -> None:
         await blobs.close()
 
 
-async def test_s3_reuses_one_client_between_open_and_close(s3_server: S3Server) -> None:
-    blobs = s3_store(s3_server)
+async def test_s3_reuses_one_client_between_open_and_close(s3: S3Server) -> None:
+    blobs = s3_store(s3)
     with pytest.raises(RuntimeError):
         await blobs.get(sha(b"x"))  # not open yet
     await blobs.open()

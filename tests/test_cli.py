@@ -23,6 +23,8 @@ from aigen.client.cli import app
 from aigen.server import errors
 from aigen.server.providers.local import LocalProvider
 
+pytestmark = pytest.mark.both_stores
+
 
 @dataclass
 class Finished:
@@ -74,6 +76,7 @@ def png_size(path) -> tuple[int, int]:
 # ------------------------------------------------------------------ help
 
 
+@pytest.mark.no_server
 def test_help_documents_every_command_and_the_exit_codes():
     runner = CliRunner()
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
@@ -278,6 +281,7 @@ async def test_exit_codes_per_error_class(tmp_path):
     assert unreachable.code == 1 and "aigen serve" in unreachable.stderr
 
 
+@pytest.mark.no_server
 async def test_auth_exit_code():
     async with guarded_server() as (target, servicer):
         anonymous = await cli(target, "session", "show", "sess_1")

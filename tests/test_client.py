@@ -38,6 +38,8 @@ from aigen.server.interceptor import ErrorInterceptor
 from aigen.server.providers.local import LocalProvider
 from aigen.v1 import session_service_pb2, session_service_pb2_grpc
 
+pytestmark = pytest.mark.both_stores
+
 
 def address(harness) -> str:
     return f"127.0.0.1:{harness.server.port}"
@@ -302,6 +304,7 @@ async def test_deadline_exceeded(tmp_path):
             await client.generate_image("x")
 
 
+@pytest.mark.no_server
 async def test_unreachable_server():
     async with AsyncClient("127.0.0.1:1", deadline=2) as client:
         with pytest.raises(UnavailableError):
@@ -339,6 +342,7 @@ async def guarded_server() -> AsyncIterator[tuple[str, GuardedSessions]]:
         await server.stop(0)
 
 
+@pytest.mark.no_server
 async def test_credentials_metadata_and_auth_errors():
     async with guarded_server() as (target, servicer):
         async with AsyncClient(target) as anonymous:
@@ -409,6 +413,7 @@ async def test_sync_stream_cancel(tmp_path):
         await wait_ready(harness, session.session_id)
 
 
+@pytest.mark.no_server
 def test_public_names_are_exported():
     assert set(aigen_client.__all__) <= set(dir(aigen_client))
     assert issubclass(aigen_client.ProviderNotConfiguredError, aigen_client.ProviderError)

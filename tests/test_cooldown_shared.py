@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
-from postgres_harness import PostgresServer, running_postgres
 from providers import Fail, ScriptedProvider, Succeed
 from server_harness import make_settings
 
@@ -29,21 +28,6 @@ from aigen.v1 import generation_service_pb2_grpc, types_pb2
 pytestmark = pytest.mark.timeout(90)
 Outcome = types_pb2.AttemptOutcome
 PAIR = ("alpha", "alpha-1")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-async def dsn(postgres: PostgresServer) -> AsyncIterator[str]:
-    database = await postgres.create_database()
-    try:
-        yield database
-    finally:
-        await postgres.drop_database(database)
 
 
 async def eventually(check: Callable[[], bool], within: float = 2.0) -> float:

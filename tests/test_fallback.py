@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import grpc
+import pytest
 from providers import Fail, ScriptedProvider, Succeed, png_bytes, profile
 from server_harness import expect_error, running_server
 
@@ -18,6 +19,8 @@ from aigen.server.errors import (
 from aigen.v1 import generation_service_pb2 as gen_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
+
+pytestmark = pytest.mark.both_stores
 
 Outcome = types_pb2.AttemptOutcome
 Reason = types_pb2.ErrorReason

@@ -7,6 +7,7 @@ import hashlib
 import io
 
 import grpc
+import pytest
 from google.protobuf import struct_pb2
 from PIL import Image
 from providers import Fail, ScriptedProvider, png_bytes, profile
@@ -18,6 +19,8 @@ from aigen.v1 import generation_service_pb2 as gen_pb2
 from aigen.v1 import image_service_pb2 as image_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
+
+pytestmark = pytest.mark.both_stores
 
 Outcome = types_pb2.AttemptOutcome
 Turn = gen_pb2.Turn

@@ -8,13 +8,15 @@ once. The server-level drill kill -9s an embedded server mid-generation and rest
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
 import pytest
+import store_modes
 from fakes.openai import FakeOpenAI
-from postgres_harness import PostgresServer, running_postgres
+from postgres_harness import PostgresServer
 from test_drills import ServerProcess, channel_to
 
 from aigen.server.store.base import INTERRUPTED_ERROR, Store
@@ -42,12 +44,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
 
 
 @pytest.fixture
@@ -199,9 +195,15 @@ async def test_a_live_lease_survives_another_replica_opening(postgres: PostgresS
 
 
 # Server ----------------------------------------------------------------------------------------
-async def test_killed_server_shows_the_interrupted_generation_after_restart(tmp_path: Path) -> None:
+# In the shared mode a dead server's leases are freed once they run out: keep them short there.
+SHARED_LEASE_S = 3.0
+
+
+@pytest.mark.both_stores
+async def test_killed_server_shows_the_interrupted_generation_after_restart(tmp_path: Path, store_mode: str) -> None:
     data_dir = tmp_path / "data"
     Turn = generation_service_pb2.Turn
+    shared = store_mode == store_modes.SHARED
     async with FakeOpenAI() as fake:
         env = {
             "OPENAI_API_KEY": "crash-key",
@@ -211,7 +213,10 @@ async def test_killed_server_shows_the_interrupted_generation_after_restart(tmp_
             "AIGEN_FALLBACK_CHAIN": "[]",
             "AIGEN_LOCAL_FALLBACK": "never",
             "AIGEN_RETRY_ATTEMPTS": "0",
+            **store_modes.environment(data_dir),
         }
+        if shared:
+            env |= {"AIGEN_GENERATION_TIMEOUT_S": str(SHARED_LEASE_S), "AIGEN_LEASE_MARGIN_S": "0"}
         server = ServerProcess(data_dir, env, tmp_path / "server.log")
         await server.start()
         try:
@@ -224,6 +229,7 @@ async def test_killed_server_shows_the_interrupted_generation_after_restart(tmp_
                     generation_service_pb2.GenerateRequest(session_id=iterating, prompt="a harbour"), timeout=60
                 )
                 fake.slow(120.0).slow(120.0)
+                leases_end = time.monotonic() + SHARED_LEASE_S
                 calls = [
                     asyncio.ensure_future(
                         generation.Generate(
@@ -245,6 +251,8 @@ async def test_killed_server_shows_the_interrupted_generation_after_restart(tmp_
         finally:
             await server.stop()
         assert all(isinstance(outcome, grpc.aio.AioRpcError) for outcome in outcomes)
+        if shared:
+            await asyncio.sleep(max(0.0, leases_end - time.monotonic()))
 
         restarted = ServerProcess(data_dir, env, tmp_path / "server.log")
         await restarted.start()

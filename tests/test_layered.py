@@ -33,6 +33,8 @@ from aigen.v1 import layer_service_pb2_grpc as layer_grpc
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
 
+pytestmark = pytest.mark.both_stores
+
 Turn = gen_pb2.Turn
 DEFAULTS = {"default_provider": "local", "default_model": "local"}
 
@@ -557,7 +559,8 @@ async def test_layer_errors(tmp_path) -> None:
 
 # Through Envoy ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(tmp_path_factory: pytest.TempPathFactory, store_mode: str) -> AsyncIterator[Stack]:
+    """One stack per storage mode."""
     registry = ProviderRegistry()
     registry.add(LocalProvider())
     registry.add(repainter())

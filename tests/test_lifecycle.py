@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 from google.protobuf import duration_pb2
 from providers import Hang, ScriptedProvider, Succeed, png_bytes
 from server_harness import expect_error, running_server, wait_ready
@@ -13,6 +14,8 @@ from aigen.v1 import generation_service_pb2 as gen_pb2
 from aigen.v1 import image_service_pb2 as image_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
+
+pytestmark = pytest.mark.both_stores
 
 Phase = types_pb2.GenerationEvent.Phase
 Outcome = types_pb2.AttemptOutcome

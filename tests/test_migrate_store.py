@@ -6,13 +6,11 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from postgres_harness import PostgresServer, running_postgres
-from s3_harness import S3Server, seaweedfs
+from s3_harness import S3Server
 
 from aigen.server import migrate_store
 from aigen.server.store.blobs import LocalBlobs, blob_path
@@ -32,25 +30,6 @@ from aigen.server.store.s3_blobs import S3Blobs
 from aigen.server.store.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with seaweedfs() as server:
-        yield server
-
-
-@pytest.fixture
-async def dsn(postgres: PostgresServer) -> AsyncIterator[str]:
-    database = await postgres.create_database()
-    yield database
-    await postgres.drop_database(database)
 
 
 def _image(iid: str, sha: str, data: bytes, sid: str | None, kind: str = "image") -> ImageRecord:

@@ -24,6 +24,8 @@ from aigen.v1 import generation_service_pb2 as gen_pb2
 from aigen.v1 import ops_service_pb2, ops_service_pb2_grpc, types_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 
+pytestmark = pytest.mark.both_stores
+
 GENERATE_IMAGE = "aigen.v1.GenerationService/GenerateImage"
 ADMIN_KEY = "adm-SECRET-9f8e7d6c5b4a"
 SECRETS = (ADMIN_KEY, "apptok-SECRET-1a2b3c")
@@ -323,6 +325,7 @@ async def test_spans_for_the_rpc_and_each_attempt(tmp_path, spans):
     assert all(rpc.start_time <= s.start_time <= s.end_time <= rpc.end_time for s in attempt_spans)
 
 
+@pytest.mark.no_server
 @pytest.mark.parametrize(
     ("env", "expected"),
     [

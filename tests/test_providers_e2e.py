@@ -36,6 +36,8 @@ from aigen.v1 import image_service_pb2 as image_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
 
+pytestmark = pytest.mark.both_stores
+
 Phase = types_pb2.GenerationEvent.Phase
 Outcome = types_pb2.AttemptOutcome
 Reason = types_pb2.ErrorReason
@@ -518,6 +520,7 @@ def check_providers_script():
     return sys.modules["check_providers"]
 
 
+@pytest.mark.no_server
 async def test_check_providers_generates_with_every_selected_model(tmp_path, vendors, capsys):
     script = check_providers_script()
     vendors.gemini.fail(503, "overloaded")
@@ -547,6 +550,7 @@ async def test_check_providers_generates_with_every_selected_model(tmp_path, ven
     assert vendors.replicate.last_input["megapixels"] == "0.25"  # the smallest tier
 
 
+@pytest.mark.no_server
 async def test_check_providers_names_the_variables_when_nothing_is_configured(tmp_path, capsys):
     script = check_providers_script()
     status = await script.run(script.parse_args([]), Settings(data_dir=tmp_path))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from postgres_harness import PostgresServer, running_postgres
 
 from aigen.server.ratelimit import AsyncRateLimiter, LocalRateLimiter, RateLimiter
 from aigen.server.ratelimit_postgres import PostgresRateLimiter
@@ -19,19 +18,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-async def dsn(postgres: PostgresServer) -> AsyncIterator[str]:
-    database = await postgres.create_database()
-    yield database
-    await postgres.drop_database(database)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,10 @@ import grpc
 import httpx
 import pytest
 from envoy_harness import Envoy, free_port, start_envoy
-from postgres_harness import PostgresServer, running_postgres
+from postgres_harness import PostgresServer
 from providers import ScriptedProvider, Succeed
 from pydantic import ValidationError
-from s3_harness import S3Server, seaweedfs
+from s3_harness import S3Server
 from server_harness import make_settings
 
 from aigen.server.app import RunningServer, start_server
@@ -51,18 +51,6 @@ from aigen.v1 import (
 pytestmark = pytest.mark.timeout(120)
 TESTS_DIR = Path(__file__).resolve().parent
 REPLICAS = 3
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with seaweedfs() as server:
-        yield server
 
 
 def shared_settings(dsn: str, s3: S3Server, **overrides) -> dict:

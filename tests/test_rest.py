@@ -46,6 +46,8 @@ from aigen.v1 import generation_service_pb2_grpc as gen_grpc
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import session_service_pb2_grpc as session_grpc
 
+pytestmark = pytest.mark.both_stores
+
 MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
 
@@ -110,7 +112,8 @@ FAST_RETRIES = {"retry_base_delay_s": 0.01, "retry_max_delay_s": 0.02, "cooldown
 
 # Fixtures and helpers ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(tmp_path_factory: pytest.TempPathFactory, store_mode: str) -> AsyncIterator[Stack]:
+    """One stack per storage mode."""
     async with running_stack(tmp_path_factory.mktemp("rest"), fake_registry(), **FAST_RETRIES) as running:
         yield running
 

@@ -6,6 +6,7 @@ import base64
 import time
 
 import grpc
+import pytest
 from providers import ScriptedProvider
 from server_harness import expect_error, running_server
 
@@ -13,6 +14,8 @@ from aigen.v1 import generation_service_pb2 as gen_pb2
 from aigen.v1 import image_service_pb2 as image_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
+
+pytestmark = pytest.mark.both_stores
 
 
 def _providers():

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from postgres_harness import PostgresServer, running_postgres
 from store_contract import (  # noqa: F401 - the shared contract tests run with this module's fixtures
     Clock,
     image,
@@ -42,19 +41,6 @@ from aigen.server.store.records import (
     ProjectRecord,
     UsageRecord,
 )
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    with running_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-async def dsn(postgres: PostgresServer) -> AsyncIterator[str]:
-    database = await postgres.create_database()
-    yield database
-    await postgres.drop_database(database)
 
 
 @pytest.fixture

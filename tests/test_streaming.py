@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import grpc
+import pytest
 from providers import Fail, ScriptedProvider, SlowProvider, Succeed, profile
 from server_harness import running_server, unpack_status
 
@@ -12,6 +13,8 @@ from aigen.server.errors import ProviderRejected, ProviderUnavailable
 from aigen.v1 import generation_service_pb2 as gen_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
+
+pytestmark = pytest.mark.both_stores
 
 Phase = types_pb2.GenerationEvent.Phase
 Outcome = types_pb2.AttemptOutcome
@@ -186,3 +189,18 @@ async def test_stream_validation_errors_are_grpc_errors_before_any_event(tmp_pat
                 raise AssertionError("no event expected")
         except grpc.aio.AioRpcError as error:
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.no_server
+async def test_a_waiting_progress_event_gives_way_to_a_newer_one():
+    from aigen.server.services.generation import _Outbox
+
+    outbox = _Outbox()
+    queued = types_pb2.GenerationEvent(phase=Phase.PHASE_QUEUED)
+    older, newer = (types_pb2.GenerationEvent(phase=Phase.PHASE_RUNNING, percent=p) for p in (10.0, 20.0))
+    preview = types_pb2.GenerationEvent(phase=Phase.PHASE_RUNNING, preview=types_pb2.Image(data=b"png"))
+    latest = types_pb2.GenerationEvent(phase=Phase.PHASE_RUNNING, percent=30.0)
+    for event in (queued, older, newer, preview, latest, None):
+        outbox.put(event)
+
+    assert [await outbox.get() for _ in range(5)] == [queued, newer, preview, latest, None]

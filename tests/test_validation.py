@@ -19,6 +19,8 @@ from aigen.v1 import image_service_pb2 as image_pb2
 from aigen.v1 import session_service_pb2 as session_pb2
 from aigen.v1 import types_pb2
 
+pytestmark = pytest.mark.both_stores
+
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 SESSION = "<session>"  # replaced by a real session id
@@ -51,6 +53,7 @@ def _object(data: str) -> struct_pb2.Value:
     return value
 
 
+@pytest.mark.no_server
 def test_the_bomb_is_small_but_huge():
     assert len(BOMB) < 20_000
     with Image.open(io.BytesIO(BOMB)) as image:
@@ -282,7 +285,8 @@ def providers():
 
 
 @pytest.fixture(scope="module")
-async def harness(tmp_path_factory, providers):
+async def harness(tmp_path_factory, providers, store_mode):
+    """One server per storage mode."""
     async with running_server(tmp_path_factory.mktemp("validation"), providers) as h:
         yield h
 
