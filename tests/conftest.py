@@ -49,19 +49,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_stores: run the module's tests in the embedded and in the shared storage mode"
     )
-    config.addinivalue_line(
-        "markers", "embedded_only(reason): the test looks at the embedded store's files, so it runs embedded only"
-    )
     config.addinivalue_line("markers", "no_server: the test starts no aigen server, so it runs once (unparametrized)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize the tests of `both_stores` modules by storage mode (`embedded_only` ones get one)."""
+    """Parametrize the tests of `both_stores` modules by storage mode."""
     marked = metafunc.definition.get_closest_marker
     if marked("both_stores") is None or marked("no_server") is not None:
         return
-    modes = [store_modes.EMBEDDED] if marked("embedded_only") else store_modes.MODES
-    metafunc.parametrize("store_mode", modes, indirect=True, scope="module")
+    metafunc.parametrize("store_mode", store_modes.MODES, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")
