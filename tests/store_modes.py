@@ -154,3 +154,17 @@ def overrides(data_dir: Path, explicit: Mapping[str, Any] | None = None) -> dict
 def environment(data_dir: Path) -> dict[str, str]:
     """`overrides` as AIGEN_* environment variables, for servers run as child processes."""
     return {f"AIGEN_{name.upper()}": str(value) for name, value in overrides(data_dir).items()}
+
+
+def stored_blobs(settings: Any) -> list[str]:
+    """What a server with `settings` keeps as blobs: files under data_dir, or keys under its S3 prefix."""
+    if settings.blobs == "local":
+        return [str(path) for path in (Path(settings.data_dir) / "blobs").rglob("*") if path.is_file()]
+    if _active is None:
+        raise RuntimeError("no shared backends are active")
+    client = _active.s3.client()
+    try:
+        listing = client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=settings.s3_prefix)
+    finally:
+        client.close()
+    return [item["Key"] for item in listing.get("Contents", ())]

@@ -33,6 +33,7 @@ import grpc
 import httpx
 import psutil
 import pytest
+import store_modes
 from envoy_harness import running_stack
 from fakes.base import json_response, png_bytes
 from fakes.gemini import FakeGemini
@@ -69,10 +70,6 @@ def free_port() -> int:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def blob_files(data_dir: Path) -> list[Path]:
-    return [path for path in (data_dir / "blobs").rglob("*") if path.is_file()]
 
 
 def integrity(db_path: Path) -> tuple[str, list]:
@@ -284,6 +281,7 @@ async def vendors():
 
 def _fault_settings(tmp_path: Path, openai_url: str, gemini_url: str) -> Settings:
     return Settings(
+        **store_modes.overrides(tmp_path / "data"),
         grpc_port=0,
         data_dir=tmp_path / "data",
         openai_api_key="drill-key",
@@ -301,15 +299,19 @@ def _fault_settings(tmp_path: Path, openai_url: str, gemini_url: str) -> Setting
     )
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("with_fallback", [True, False], ids=["fallback", "alone"])
 @pytest.mark.parametrize("fault", list(FAULTS))
-async def test_provider_fault_is_served_by_fallback_or_typed_and_charged_once(tmp_path, vendors, fault, with_fallback):
+async def test_provider_fault_is_served_by_fallback_or_typed_and_charged_once(
+    tmp_path, vendors, fault, with_fallback, store_mode
+):
     openai_fake, gemini_fake = vendors
     script, code, reason = FAULTS[fault]
     openai_url = f"http://127.0.0.1:{free_port()}/v1" if script is None else openai_fake.base_url
     if script is not None:
         script(openai_fake)
     settings = _fault_settings(tmp_path, openai_url, gemini_fake.base_url)
+    assert settings.store == ("postgres" if store_mode == store_modes.SHARED else "sqlite")
     server = await start_server(settings)
     try:
         async with channel_to(server.port) as channel:
@@ -346,15 +348,16 @@ async def test_provider_fault_is_served_by_fallback_or_typed_and_charged_once(tm
             assert turn.status == generation_service_pb2.Turn.STATUS_COMPLETED
             assert charged == gemini_credits and turn.image.image_id == result.image_id
             assert current.current_image.image_id == result.image_id
-            assert len(blob_files(settings.data_dir)) == 1
+            assert len(store_modes.stored_blobs(settings)) == 1
         else:
             assert turn.status == generation_service_pb2.Turn.STATUS_FAILED
             assert charged == 0 and not turn.image.image_id and not current.current_image.image_id
-            assert blob_files(settings.data_dir) == []
+            assert store_modes.stored_blobs(settings) == []
         assert current.status == "ready"
     finally:
         await server.stop(0)
-    assert integrity(settings.data_dir / "aigen.db") == ("ok", [])
+    if settings.store == "sqlite":
+        assert integrity(settings.data_dir / "aigen.db") == ("ok", [])
 
 
 async def test_mislabelled_image_is_stored_with_its_real_type(tmp_path, vendors):
@@ -474,7 +477,7 @@ async def send_fuzz_case(client: httpx.AsyncClient, case) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-async def fuzz_stack(tmp_path_factory):
+async def fuzz_stack(tmp_path_factory, store_mode):
     async with FakeOpenAI() as fake:
         workdir = tmp_path_factory.mktemp("drills-rest")
         async with running_stack(
@@ -495,6 +498,7 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 1e6
 
 
+@pytest.mark.both_stores
 async def test_rest_fuzz_never_answers_500_or_hangs(fuzz_stack):
     """Fuzzed routes, bodies, headers and query strings: 4xx (or a served image), never a 5xx."""
     count = 3000 if LONG else 300
