@@ -74,14 +74,7 @@ class Child:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the process and its children so far."""
-        total = 0.0
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(self.pid)
-            for member in (proc, *proc.children(recursive=True)):
-                with contextlib.suppress(psutil.Error):
-                    times = member.cpu_times()
-                    total += times.user + times.system
-        return total
+        return tree_cpu_s(self.pid)
 
     def rss_mb(self) -> float:
         """Resident set size now (process tree), MB."""
@@ -122,6 +115,18 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.popen.pid, signal.SIGKILL)
         self.popen.wait()
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` and its children so far."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        for member in (proc, *proc.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                times = member.cpu_times()
+                total += times.user + times.system
+    return total
 
 
 def spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Child:

@@ -59,14 +59,7 @@ class Pid:
 
     def cpu_s(self) -> float:
         """CPU seconds of the process tree."""
-        total = 0.0
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(self.pid)
-            for member in (proc, *proc.children(recursive=True)):
-                with contextlib.suppress(psutil.Error):
-                    times = member.cpu_times()
-                    total += times.user + times.system
-        return total
+        return procs.tree_cpu_s(self.pid)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The Store contract every implementation honours: sessions, paging, leases, turns, layers.
 
-Test modules import these tests; pytest then runs them with that module's `store` and `clock`
-fixtures, so every store is held to exactly the same assertions.
+Test modules import these tests; pytest then runs them with that module's `store`, `clock`
+and `blob_dir` fixtures, so every store is held to exactly the same assertions.
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from aigen.server.errors import InvalidArgument, NotFound, Reason
 from aigen.server.store.base import Store
+from aigen.server.store.blobs import blob_path
 from aigen.server.store.records import (
     ImageRecord,
     LayerRecord,
@@ -207,3 +209,28 @@ async def test_set_layer_locked(store: Store) -> None:
     with pytest.raises(NotFound) as err:
         await store.set_layer_locked("sess_missing", "l0", True, turn("t5", "sess_missing", kind="lock"))
     assert err.value.reason == Reason.ERROR_REASON_SESSION_NOT_FOUND
+
+
+async def test_delete_session_removes_everything_and_collects_unshared_blobs(store: Store, blob_dir: Path) -> None:
+    await store.create_session(session("sess_a"))
+    await store.create_session(session("sess_b"))
+    shared = await store.write_blob(b"shared bytes")
+    own = await store.write_blob(b"only in a")
+    await store.commit_turn(
+        turn("t1"), [image("img_1", shared), image("img_2", own)], "img_1", [layer("l0", 0, "img_2")]
+    )
+    await store.commit_turn(turn("t2", "sess_b"), [image("img_3", shared, "sess_b")], "img_3")
+
+    await store.delete_session("sess_a")
+
+    assert not blob_path(blob_dir, own).exists()
+    assert await store.read_blob(shared) == b"shared bytes"
+    for call in (store.get_session, store.list_turns, store.list_layers, store.delete_session):
+        with pytest.raises(NotFound):
+            await call("sess_a")
+    for iid in ("img_1", "img_2"):
+        with pytest.raises(NotFound):
+            await store.get_image(iid)
+    assert (await store.get_image("img_3")).sha256 == shared
+    await store.delete_session("sess_b")
+    assert not blob_path(blob_dir, shared).exists()

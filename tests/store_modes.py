@@ -103,23 +103,28 @@ class SharedBackends:
     def overrides(self, data_dir: Path) -> dict[str, Any]:
         """Settings putting a server for `data_dir` on its database and bucket prefix."""
         database, prefix = self.lease(data_dir)
-        return {
-            "store": "postgres",
-            "database_url": self.postgres.dsn(database),
-            "blobs": "s3",
-            "s3_endpoint_url": self.s3.endpoint_url,
-            "s3_region": self.s3.region,
-            "s3_bucket": self.s3.bucket,
-            "s3_prefix": prefix,
-            "s3_access_key_id": self.s3.access_key_id,
-            "s3_secret_access_key": self.s3.secret_access_key,
-        }
+        return shared_storage(self.postgres.dsn(database), self.s3, prefix)
 
     def close(self) -> None:
         """Drop every database and disconnect."""
         for database in list(self._created):
             self._drop(database)
         self._admin.close()
+
+
+def shared_storage(dsn: str, s3: S3Server, prefix: str) -> dict[str, Any]:
+    """Settings keeping state in the database `dsn` and images in `s3`'s bucket under `prefix`."""
+    return {
+        "store": "postgres",
+        "database_url": dsn,
+        "blobs": "s3",
+        "s3_endpoint_url": s3.endpoint_url,
+        "s3_region": s3.region,
+        "s3_bucket": s3.bucket,
+        "s3_prefix": prefix,
+        "s3_access_key_id": s3.access_key_id,
+        "s3_secret_access_key": s3.secret_access_key,
+    }
 
 
 _active: SharedBackends | None = None

@@ -15,28 +15,13 @@ from envoy_harness import Stack, running_stack
 from providers import ScriptedProvider, Succeed
 from pydantic import ValidationError
 from s3_harness import S3Server
+from store_modes import shared_storage
 
 from aigen.server.config import Settings
 from aigen.server.providers.base import ProviderRegistry
 from aigen.v1 import image_service_pb2, image_service_pb2_grpc
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def shared_storage(dsn: str, s3: S3Server, prefix: str, **overrides) -> dict:
-    """Settings that keep state in `dsn` and images in the session bucket under `prefix`."""
-    return {
-        "store": "postgres",
-        "database_url": dsn,
-        "blobs": "s3",
-        "s3_endpoint_url": s3.endpoint_url,
-        "s3_bucket": s3.bucket,
-        "s3_region": s3.region,
-        "s3_access_key_id": s3.access_key_id,
-        "s3_secret_access_key": s3.secret_access_key,
-        "s3_prefix": prefix,
-        **overrides,
-    }
 
 
 def registry() -> ProviderRegistry:
@@ -49,7 +34,11 @@ def registry() -> ProviderRegistry:
 async def redirecting(tmp_path: Path, dsn: str, s3: S3Server) -> AsyncIterator[Stack]:
     """A stack whose images are served by presigned URLs on a public name of the S3 endpoint."""
     public = s3.endpoint_url.replace("127.0.0.1", "localhost")
-    storage = shared_storage(dsn, s3, "redirect/", s3_presigned_redirect=True, s3_public_endpoint_url=public)
+    storage = {
+        **shared_storage(dsn, s3, "redirect/"),
+        "s3_presigned_redirect": True,
+        "s3_public_endpoint_url": public,
+    }
     async with running_stack(
         tmp_path, registry(), default_provider="alpha", default_model="alpha-1", **storage
     ) as stack:

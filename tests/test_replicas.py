@@ -28,6 +28,7 @@ from providers import ScriptedProvider, Succeed
 from pydantic import ValidationError
 from s3_harness import S3Server
 from server_harness import make_settings
+from store_modes import shared_storage
 
 from aigen.server.app import RunningServer, start_server
 from aigen.server.config import Settings
@@ -55,18 +56,7 @@ REPLICAS = 3
 
 def shared_settings(dsn: str, s3: S3Server, **overrides) -> dict:
     """Overrides of the test settings that put a replica on the shared database and bucket."""
-    return {
-        "store": "postgres",
-        "database_url": dsn,
-        "blobs": "s3",
-        "s3_endpoint_url": s3.endpoint_url,
-        "s3_bucket": s3.bucket,
-        "s3_region": s3.region,
-        "s3_access_key_id": s3.access_key_id,
-        "s3_secret_access_key": s3.secret_access_key,
-        "s3_prefix": "replicas/",
-        **overrides,
-    }
+    return {**shared_storage(dsn, s3, "replicas/"), **overrides}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from store_contract import (  # noqa: F401 - the shared contract tests run with 
     test_cancelled_commit_is_all_or_nothing,
     test_concurrent_begin_has_exactly_one_winner,
     test_concurrent_commits_get_distinct_indexes,
+    test_delete_session_removes_everything_and_collects_unshared_blobs,
     test_generation_lease,
     test_invalid_page_token,
     test_last_completed_turn,
@@ -47,38 +48,17 @@ async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStore]:
     await s.close()
 
 
+@pytest.fixture
+def blob_dir(tmp_path: Path) -> Path:
+    """Where the store keeps blob files."""
+    return tmp_path / "blobs"
+
+
 def blob_path(root: Path, sha: str) -> Path:
     return root / "blobs" / sha[:2] / sha[2:4] / sha
 
 
 # Sessions -------------------------------------------------------------------------------------
-
-
-async def test_delete_session_removes_everything_and_collects_unshared_blobs(
-    store: SqliteStore, tmp_path: Path
-) -> None:
-    await store.create_session(session("sess_a"))
-    await store.create_session(session("sess_b"))
-    shared = await store.write_blob(b"shared bytes")
-    own = await store.write_blob(b"only in a")
-    await store.commit_turn(
-        turn("t1"), [image("img_1", shared), image("img_2", own)], "img_1", [layer("l0", 0, "img_2")]
-    )
-    await store.commit_turn(turn("t2", "sess_b"), [image("img_3", shared, "sess_b")], "img_3")
-
-    await store.delete_session("sess_a")
-
-    assert not blob_path(tmp_path, own).exists()
-    assert await store.read_blob(shared) == b"shared bytes"
-    for call in (store.get_session, store.list_turns, store.list_layers, store.delete_session):
-        with pytest.raises(NotFound):
-            await call("sess_a")
-    for iid in ("img_1", "img_2"):
-        with pytest.raises(NotFound):
-            await store.get_image(iid)
-    assert (await store.get_image("img_3")).sha256 == shared
-    await store.delete_session("sess_b")
-    assert not blob_path(tmp_path, shared).exists()
 
 
 # Generation lease ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from store_contract import (  # noqa: F401 - the shared contract tests run with 
     test_cancelled_commit_is_all_or_nothing,
     test_concurrent_begin_has_exactly_one_winner,
     test_concurrent_commits_get_distinct_indexes,
+    test_delete_session_removes_everything_and_collects_unshared_blobs,
     test_generation_lease,
     test_invalid_page_token,
     test_last_completed_turn,
@@ -54,6 +55,12 @@ def blob_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def blob_dir(blob_root: Path) -> Path:
+    """Where the store's blobs keep their files."""
+    return blob_root
+
+
+@pytest.fixture
 async def store(dsn: str, blob_root: Path, clock: Clock) -> AsyncIterator[PostgresStore]:
     s = PostgresStore(dsn, LocalBlobs(blob_root), clock=clock)
     await s.open()
@@ -66,33 +73,6 @@ def usage(day: str = "2026-01-01", images: int = 1, credits: int = 3) -> UsageRe
 
 
 # Sessions -------------------------------------------------------------------------------------
-
-
-async def test_delete_session_removes_everything_and_collects_unshared_blobs(
-    store: PostgresStore, blob_root: Path
-) -> None:
-    await store.create_session(session("sess_a"))
-    await store.create_session(session("sess_b"))
-    shared = await store.write_blob(b"shared bytes")
-    own = await store.write_blob(b"only in a")
-    await store.commit_turn(
-        turn("t1"), [image("img_1", shared), image("img_2", own)], "img_1", [layer("l0", 0, "img_2")]
-    )
-    await store.commit_turn(turn("t2", "sess_b"), [image("img_3", shared, "sess_b")], "img_3")
-
-    await store.delete_session("sess_a")
-
-    assert not blob_path(blob_root, own).exists()
-    assert await store.read_blob(shared) == b"shared bytes"
-    for call in (store.get_session, store.list_turns, store.list_layers, store.delete_session):
-        with pytest.raises(NotFound):
-            await call("sess_a")
-    for iid in ("img_1", "img_2"):
-        with pytest.raises(NotFound):
-            await store.get_image(iid)
-    assert (await store.get_image("img_3")).sha256 == shared
-    await store.delete_session("sess_b")
-    assert not blob_path(blob_root, shared).exists()
 
 
 # Generation lease ------------------------------------------------------------------------------
