@@ -14,7 +14,6 @@ import signal
 from pathlib import Path
 
 import grpc
-import httpx2
 import openai
 import pybase64
 from google import genai
@@ -28,7 +27,11 @@ class OpenAICeiling(generation_service_pb2_grpc.GenerationServiceServicer):
 
     def __init__(self) -> None:
         self.client = openai.AsyncOpenAI(
-            api_key="bench", base_url=os.environ["OPENAI_BASE_URL"], max_retries=0, timeout=120
+            api_key="bench",
+            base_url=os.environ["OPENAI_BASE_URL"],
+            max_retries=0,
+            timeout=120,
+            http_client=openai.DefaultAioHttpClient(),  # the transport the aigen adapter runs on
         )
 
     async def GenerateImage(self, request, context):
@@ -47,15 +50,13 @@ class OpenAICeiling(generation_service_pb2_grpc.GenerationServiceServicer):
 
 
 class GeminiCeiling(generation_service_pb2_grpc.GenerationServiceServicer):
-    """GenerateImage only, through google-genai (on httpx2, as the aigen adapter runs it)."""
+    """GenerateImage only, through google-genai (on its aiohttp session, as the aigen adapter runs it)."""
 
     def __init__(self) -> None:
-        self.http = httpx2.AsyncClient(timeout=120)
         options = types.HttpOptions(
             base_url=os.environ["GOOGLE_GEMINI_BASE_URL"],
             api_version="v1beta",
             retry_options=types.HttpRetryOptions(attempts=1),
-            httpx_async_client=self.http,
         )
         self.client = genai.Client(api_key="bench", http_options=options)
         self.config = types.GenerateContentConfig(
@@ -76,7 +77,6 @@ class GeminiCeiling(generation_service_pb2_grpc.GenerationServiceServicer):
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.client.aio.aclose()
-        await self.http.aclose()
 
 
 async def _serve(provider: str, port_file: Path | None) -> None:

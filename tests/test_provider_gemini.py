@@ -24,6 +24,7 @@ from aigen.server.errors import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from aigen.server.providers.base import ImageRequest, InputImage, Progress, ProviderRegistry
 from aigen.server.providers.gemini import GeminiProvider
@@ -351,6 +352,17 @@ async def test_rejected_key_is_not_configured(fake):
         await provider.aclose()
 
 
+async def test_connection_closed_without_an_answer_is_dropped_not_a_timeout(provider, fake):
+    async def hang_up(request, recorded):
+        request.transport.close()
+        return web.Response()  # never sent: the connection is gone
+
+    fake.script(hang_up)
+    with pytest.raises(ProviderUnavailable, match="dropped the connection") as caught:
+        await generate(provider)
+    assert type(caught.value) is ProviderUnavailable
+
+
 @pytest.mark.parametrize("break_it", ["malformed", "truncate"])
 async def test_broken_answers_are_unavailable(provider, fake, break_it):
     getattr(fake, break_it)()
@@ -382,14 +394,14 @@ async def test_per_model_timeout_from_settings(fake):
         await provider.aclose()
 
 
-async def test_unreachable_server_is_unavailable():
+async def test_refused_connection_is_unreachable():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     provider = GeminiProvider.from_settings(Settings(gemini_api_key=KEY, gemini_base_url=f"http://127.0.0.1:{port}"))
     try:
         started = time.monotonic()
-        with pytest.raises(ProviderUnavailable):
+        with pytest.raises(ProviderUnreachable, match="cannot connect"):
             await generate(provider)
         assert time.monotonic() - started < 1  # no hidden SDK retry
     finally:

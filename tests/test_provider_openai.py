@@ -8,6 +8,7 @@ import socket
 import time
 
 import pytest
+from aiohttp import web
 from fakes.base import png_bytes
 from fakes.openai import FINAL_COLOR, PARTIAL_COLORS, FakeOpenAI, Wire, params
 from openai._streaming import SSEDecoder
@@ -22,6 +23,7 @@ from aigen.server.errors import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from aigen.server.providers.base import ImageRequest, InputImage, Progress, ProviderRegistry
 from aigen.server.providers.openai_images import OpenAIProvider, SSEReader
@@ -207,14 +209,18 @@ async def test_qualified_model_id_wins_over_the_short_name(fake):
         await provider.aclose()
 
 
-async def test_requests_take_turns_over_several_connection_pools(fake):
-    provider = make_provider(fake, provider_max_connections=600)  # three clients of 200
+async def test_connections_are_capped_and_reused(fake):
+    provider = make_provider(fake, provider_max_connections=2)
     try:
-        for _ in range(6):
-            await generate(provider)
+        fake.slow(0.3).slow(0.3)
+        started = time.perf_counter()
+        await asyncio.gather(*(generate(provider) for _ in range(4)))
+        waited = time.perf_counter() - started
     finally:
         await provider.aclose()
-    assert len(fake.client_ports()) == 3  # each client reused its own kept-alive connection
+    assert len(fake.requests) == 4
+    assert len(fake.client_ports()) == 2  # two connections, each reused by a queued call
+    assert waited >= 0.3  # the last two calls waited for a connection to come free
 
 
 async def test_unknown_model_and_too_many_references(provider, fake):
@@ -339,6 +345,17 @@ async def test_other_errors_in_the_stream_are_unavailable(provider, fake):
         await generate(provider)
 
 
+async def test_connection_closed_without_an_answer_is_dropped_not_a_timeout(provider, fake):
+    async def hang_up(request, recorded):
+        request.transport.close()
+        return web.Response()  # never sent: the connection is gone
+
+    fake.script(hang_up)
+    with pytest.raises(ProviderUnavailable, match="dropped the connection") as caught:
+        await generate(provider)
+    assert type(caught.value) is ProviderUnavailable
+
+
 @pytest.mark.parametrize("break_it", ["malformed", "truncate"])
 async def test_broken_answers_are_unavailable(provider, fake, break_it):
     getattr(fake, break_it)()
@@ -432,14 +449,14 @@ async def test_slow_answer_times_out(fake):
     assert time.monotonic() - started < 2
 
 
-async def test_unreachable_server_is_unavailable():
+async def test_refused_connection_is_unreachable():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = Settings(openai_api_key=KEY, openai_base_url=f"http://127.0.0.1:{port}/v1")
     provider = OpenAIProvider.from_settings(settings)
     try:
-        with pytest.raises(ProviderUnavailable):
+        with pytest.raises(ProviderUnreachable, match="cannot connect"):
             await generate(provider)
     finally:
         await provider.aclose()

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import httpx2
+import aiohttp
 import orjson
 from google import genai
 from google.genai import errors as genai_errors
@@ -30,9 +30,7 @@ from aigen.server.errors import (
     ContentRefused,
     ProviderError,
     ProviderNotConfigured,
-    ProviderTimeout,
     ProviderUnavailable,
-    ProviderUnreachable,
 )
 from aigen.server.providers.base import (
     ALL_IMAGE_SIZES,
@@ -47,10 +45,9 @@ from aigen.server.providers.base import (
 from aigen.server.providers.remote import (
     b64_bytes,
     b64_text,
-    connection_limits,
     error_for_status,
-    is_connect_failure,
     parse_retry_after,
+    transport_failure,
     with_model_id,
 )
 
@@ -116,19 +113,16 @@ class GeminiProvider(ImageProvider):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._profiles = _profiles(settings)
-        self._http: httpx2.AsyncClient | None = None
         self._client: genai.Client | None = None
         self._client_timeout = _millis(settings.generation_timeout_s)
         if settings.gemini_api_key:
-            # One transport everywhere: the SDK would switch to aiohttp when it is installed.
-            limits = connection_limits(settings.provider_max_connections)
-            self._http = httpx2.AsyncClient(timeout=settings.generation_timeout_s, limits=limits)
+            # The SDK's own aiohttp session (one per event loop, connections unbounded): aiohttp
+            # is a dependency, and the SDK takes it over httpx whenever it is installed.
             options = types.HttpOptions(
                 base_url=settings.gemini_base_url or None,
                 api_version=API_VERSION,
                 timeout=self._client_timeout,
                 retry_options=types.HttpRetryOptions(attempts=1),  # the engine owns retries
-                httpx_async_client=self._http,
             )
             self._client = genai.Client(api_key=settings.gemini_api_key, http_options=options)
 
@@ -163,8 +157,6 @@ class GeminiProvider(ImageProvider):
         """Close the SDK client and its HTTP connection pool."""
         if self._client is not None:
             await self._client.aio.aclose()
-        if self._http is not None:
-            await self._http.aclose()
 
     def _checked(self, request: ImageRequest) -> tuple[genai.Client, ModelProfile]:
         """The client and the model's profile, once the request is known to fit them."""
@@ -398,12 +390,8 @@ def _map_api_errors() -> Iterator[None]:
         yield
     except genai_errors.APIError as exc:
         raise _api_error(exc) from exc
-    except (httpx2.TimeoutException, TimeoutError) as exc:
-        raise ProviderTimeout("Gemini did not answer in time") from exc
-    except (httpx2.TransportError, OSError) as exc:
-        if is_connect_failure(exc):
-            raise ProviderUnreachable("Gemini is unreachable (cannot connect)") from exc
-        raise ProviderUnavailable(f"Gemini dropped the connection ({type(exc).__name__})") from exc
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise transport_failure("Gemini", exc) from exc
     except ValueError as exc:  # undecodable JSON or an answer that does not fit the schema
         raise ProviderUnavailable("Gemini sent a malformed answer") from exc
 

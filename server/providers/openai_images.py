@@ -15,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import itertools
-import math
 import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import anyio
+import aiohttp
 import httpx2
 import openai
 import orjson
@@ -34,9 +32,7 @@ from aigen.server.errors import (
     ContentRefused,
     ProviderError,
     ProviderNotConfigured,
-    ProviderTimeout,
     ProviderUnavailable,
-    ProviderUnreachable,
 )
 from aigen.server.imaging import nearest_ratio, ratio_value
 from aigen.server.providers.base import (
@@ -50,12 +46,11 @@ from aigen.server.providers.base import (
     register,
 )
 from aigen.server.providers.remote import (
-    KEEPALIVE_CONNECTIONS,
     b64_bytes,
     connection_limits,
     error_for_status,
-    is_connect_failure,
     parse_retry_after,
+    transport_failure,
     with_model_id,
 )
 
@@ -92,10 +87,6 @@ REFUSAL_CODES = {"moderation_blocked", "content_policy_violation"}
 
 FileTuple = tuple[str, bytes, str]
 
-# Connections per HTTP client. Its pool looks at every connection it holds whenever a request
-# starts or a response closes, so many connections are spread over several clients in turn.
-CLIENT_CONNECTIONS = 256
-
 
 def _profile(settings: Settings) -> ModelProfile:
     """The profile with the internal id from settings (a replaced default id stays an alias)."""
@@ -113,8 +104,7 @@ class OpenAIProvider(ImageProvider):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._profile = _profile(settings)
-        self._clients = _clients(settings) if settings.openai_api_key else ()
-        self._turns = itertools.cycle(self._clients)
+        self._client = _client(settings) if settings.openai_api_key else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIProvider:
@@ -128,7 +118,7 @@ class OpenAIProvider(ImageProvider):
     @property
     def configured(self) -> bool:
         """True when an API key is set."""
-        return bool(self._clients)
+        return self._client is not None
 
     async def generate(self, request: ImageRequest, progress: ProgressCallback) -> ImageResult:
         """One image; streamed with previews to `progress` when `request.previews` asks for them."""
@@ -161,37 +151,30 @@ class OpenAIProvider(ImageProvider):
         return replace(result, degradations=(*degradations, *quality_degradations))
 
     def _checked(self, request: ImageRequest) -> openai.AsyncOpenAI:
-        """The next client in turn, once the request is known to fit this provider."""
-        if not self._clients:
+        """The client, once the request is known to fit this provider."""
+        if self._client is None:
             raise ProviderNotConfigured("OpenAI has no API key (set OPENAI_API_KEY)")
         if request.model not in self._profile.names():
             raise CapabilityUnsupported(f"OpenAI has no model {request.model!r}")
         limit = self._profile.max_reference_images
         if len(request.reference_images) > limit:
             raise CapabilityUnsupported(f"gpt-image takes at most {limit} reference images")
-        return next(self._turns)
+        return self._client
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pools."""
-        for client in self._clients:
-            await client.close()
+        """Close the HTTP connection pool."""
+        if self._client is not None:
+            await self._client.close()
 
 
-def _clients(settings: Settings) -> tuple[openai.AsyncOpenAI, ...]:
-    """Clients sharing provider_max_connections (and the idle ones kept) about equally."""
-    count = math.ceil(settings.provider_max_connections / CLIENT_CONNECTIONS)
-    total = math.ceil(settings.provider_max_connections / count)
-    limits = connection_limits(total, keepalive=math.ceil(KEEPALIVE_CONNECTIONS / count))
-    tls = httpx2.create_ssl_context()  # what each client would make on its own, made once
-    return tuple(
-        openai.AsyncOpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url or None,
-            max_retries=0,  # the engine owns retries
-            timeout=settings.generation_timeout_s,
-            http_client=openai.DefaultAsyncHttpxClient(limits=limits, verify=tls),
-        )
-        for _ in range(count)
+def _client(settings: Settings) -> openai.AsyncOpenAI:
+    """The SDK's client over its aiohttp transport, holding at most provider_max_connections."""
+    return openai.AsyncOpenAI(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url or None,
+        max_retries=0,  # the engine owns retries
+        timeout=settings.generation_timeout_s,
+        http_client=openai.DefaultAioHttpClient(limits=connection_limits(settings.provider_max_connections)),
     )
 
 
@@ -343,8 +326,8 @@ def _event_json(data: bytes, request: httpx2.Request) -> dict[str, Any]:
 
 
 # Transport failures while reading a body, as the SDK counts them.
-_TIMEOUTS = (httpx2.TimeoutException,)
-_DROPPED = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
+_TIMEOUTS = (httpx2.TimeoutException, TimeoutError)
+_DROPPED = (httpx2.RequestError, aiohttp.ClientError, ssl.SSLError)
 DRAIN_S = 0.1  # how long the remainder after `[DONE]` is read for connection reuse (the SDK's)
 
 
@@ -466,12 +449,8 @@ def _map_api_errors() -> Iterator[None]:
     """Turn SDK exceptions into ProviderError subclasses."""
     try:
         yield
-    except openai.APITimeoutError as exc:
-        raise ProviderTimeout("OpenAI did not answer in time") from exc
-    except openai.APIConnectionError as exc:
-        if is_connect_failure(exc):
-            raise ProviderUnreachable("OpenAI is unreachable (cannot connect)") from exc
-        raise ProviderUnavailable("OpenAI dropped the connection") from exc
+    except openai.APIConnectionError as exc:  # APITimeoutError included
+        raise transport_failure("OpenAI", exc) from exc
     except openai.APIStatusError as exc:
         raise _status_error(exc) from exc
     except openai.APIError as exc:  # an error event in the stream, or an answer off the schema

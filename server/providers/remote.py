@@ -16,6 +16,7 @@ from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
+import aiohttp
 import httpx
 import httpx2
 import pybase64
@@ -114,16 +115,44 @@ def transport_errors(label: str, action: str) -> Iterator[None]:
         raise ProviderUnavailable(f"{label}: {type(exc).__name__} while {action}") from exc
 
 
+_CONNECT_FAILURES = (httpx.ConnectError, httpx2.ConnectError, aiohttp.ClientConnectorError, ConnectionRefusedError)
+_TIMEOUTS = (TimeoutError, httpx.TimeoutException, httpx2.TimeoutException)
+
+
 def is_connect_failure(exc: BaseException) -> bool:
     """True when `exc` (or what caused it) is a failure to connect, not a failure mid-answer."""
-    seen: set[int] = set()
+    return any(isinstance(cause, _CONNECT_FAILURES) for cause in _causes(exc))
+
+
+def transport_failure(label: str, exc: BaseException) -> ProviderError:
+    """What a failed exchange was: no connection, no answer in time, or a connection dropped.
+
+    Read from the whole cause chain: the aiohttp transport under the OpenAI SDK reports every
+    aiohttp connection error, a peer closing the connection included, as a connect timeout.
+    """
+    causes = _causes(exc)
+    if any(isinstance(cause, _CONNECT_FAILURES) for cause in causes):
+        return ProviderUnreachable(f"{label} is unreachable (cannot connect)")
+    if any(_is_dropped(cause) for cause in causes):
+        return ProviderUnavailable(f"{label} dropped the connection")
+    if any(isinstance(cause, _TIMEOUTS) for cause in causes):
+        return ProviderTimeout(f"{label} did not answer in time")
+    return ProviderUnavailable(f"{label} dropped the connection ({type(causes[-1]).__name__})")
+
+
+def _is_dropped(exc: BaseException) -> bool:
+    """An aiohttp connection error that is not a timeout: the peer closed or reset it."""
+    return isinstance(exc, aiohttp.ClientConnectionError) and not isinstance(exc, TimeoutError)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, outermost first."""
+    causes: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (httpx.ConnectError, httpx2.ConnectError, ConnectionRefusedError)):
-            return True
+    while current is not None and all(current is not seen for seen in causes):
+        causes.append(current)
         current = current.__cause__ or current.__context__
-    return False
+    return causes
 
 
 # Base64 -------------------------------------------------------------------------------------------
