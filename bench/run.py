@@ -289,7 +289,7 @@ class Bench:
         raw = OUT / f"profile-{name}-c16.txt"
         seconds = max(5, int(self.args.duration))
         argv = [str(py_spy), "record", "--pid", str(server.pid), "--duration", str(seconds), "--rate", "250"]
-        argv += ["--format", "raw", "--output", str(raw), "--nonblocking", "--threads"]
+        argv += ["--format", "raw", "--output", str(raw), "--nonblocking", "--threads", "--gil"]
         spy = await asyncio.to_thread(subprocess.Popen, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         await asyncio.sleep(1.0)
         await closed_loop(call, 16, seconds + 1.0, 10**9)
