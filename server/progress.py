@@ -1,7 +1,8 @@
 """Progress events for streaming generations, shaped like operation metadata.
 
-While a provider works, a stream that has been quiet for TICK_S gets an event, so events come
-at least once per second. One ticker per event loop serves every stream (a timer per stream
+From its first attempt to its terminal event, a stream that has been quiet for TICK_S gets an
+event, so events come at least once per second: while a provider works, between attempts, and
+while the image is stored. One ticker per event loop serves every stream (a timer per stream
 costs a task wake-up each, thousands per second with thousands of streams). The percent is
 the provider's own when it reports one, otherwise an estimate from the model's observed
 latency, flagged as such.
@@ -24,7 +25,7 @@ from aigen.v1 import types_pb2
 log = logging.getLogger(__name__)
 Phase = types_pb2.GenerationEvent.Phase
 # Enum values looked up once: each lookup through the enum wrapper costs a Python call.
-RUNNING, FALLBACK = Phase.PHASE_RUNNING, Phase.PHASE_FALLBACK
+RUNNING, FALLBACK, PERSISTING = Phase.PHASE_RUNNING, Phase.PHASE_FALLBACK, Phase.PHASE_PERSISTING
 TERMINAL = frozenset((Phase.PHASE_COMPLETED, Phase.PHASE_FAILED))
 TICK_S = 0.5  # a working stream quiet for this long gets an event
 SCAN_S = 0.1  # how often the ticker looks for quiet streams
@@ -97,6 +98,8 @@ class ProgressReporter:
         self._emit = emit
         self._started = time.monotonic()
         self._attempt: types_pb2.Attempt | None = None
+        self._attempt_running = False
+        self._phase = Phase.PHASE_QUEUED
         self._attempt_started = self._started
         self._expected = 1.0
         self._measured: float | None = None
@@ -120,11 +123,15 @@ class ProgressReporter:
         if self._attempt is not None and phase not in TERMINAL:
             event.attempt.CopyFrom(self._attempt)
         self.last_event_at = now
+        self._phase = phase
         self._emit(event)
+        if phase in TERMINAL:
+            self.close()
 
     def start_attempt(self, attempt: types_pb2.Attempt, expected_s: float, fallback: bool) -> None:
         """A provider starts working; the ticker keeps the stream alive until it stops."""
         self._attempt = attempt
+        self._attempt_running = True
         self._attempt_started = time.monotonic()
         self._expected = expected_s
         self._measured = None
@@ -136,7 +143,11 @@ class ProgressReporter:
             self._ticker.add(self)
 
     def stop_attempt(self) -> None:
-        """The provider finished (or failed)."""
+        """The provider finished (or failed); ticks go on until the terminal event."""
+        self._attempt_running = False
+
+    def close(self) -> None:
+        """No more ticks (the terminal event was sent, or the stream went away)."""
         if self._ticker is not None:
             self._ticker.discard(self)
             self._ticker = None
@@ -155,8 +166,14 @@ class ProgressReporter:
         self.tick(update.message, preview)
 
     def tick(self, message: str = "", preview: types_pb2.Image | None = None) -> None:
-        """A RUNNING event with the attempt's percent and ETA."""
+        """A RUNNING event with the attempt's percent and ETA (or a PERSISTING one, once storing)."""
         if self._emit is None or self._attempt is None:
+            return
+        if self._phase == PERSISTING:
+            self.event(PERSISTING, "storing the image")
+            return
+        if not self._attempt_running:
+            self.event(RUNNING, "waiting for the next attempt")
             return
         elapsed = time.monotonic() - self._attempt_started
         if self._measured is not None:

@@ -21,9 +21,19 @@ from aigen.v1 import types_pb2
 Phase = types_pb2.GenerationEvent.Phase
 
 
-def _supersedable(event: types_pb2.GenerationEvent | None) -> bool:
-    """A progress event without a preview: a later one says all it says, more recently."""
-    return event is not None and event.phase == Phase.PHASE_RUNNING and not event.HasField("preview")
+_HEARTBEATS = (Phase.PHASE_RUNNING, Phase.PHASE_PERSISTING)
+
+
+def _supersedes(event: types_pb2.GenerationEvent | None, waiting: types_pb2.GenerationEvent | None) -> bool:
+    """Both are progress of the same phase without a preview: `event` says all `waiting` says, later."""
+    return (
+        event is not None
+        and waiting is not None
+        and event.phase == waiting.phase
+        and event.phase in _HEARTBEATS
+        and not event.HasField("preview")
+        and not waiting.HasField("preview")
+    )
 
 
 class _Outbox:
@@ -39,7 +49,7 @@ class _Outbox:
 
     def put(self, event: types_pb2.GenerationEvent | None) -> None:
         """Queue `event`, in place of a waiting progress event when both are progress."""
-        if self._events and _supersedable(event) and _supersedable(self._events[-1]):
+        if self._events and _supersedes(event, self._events[-1]):
             self._events[-1] = event
         else:
             self._events.append(event)
@@ -100,6 +110,7 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
             while (event := await outbox.get()) is not None:
                 yield event
         finally:
+            reporter.close()
             self.generations.observer.stream_closed()
             if not task.done():
                 task.cancel()
