@@ -37,10 +37,12 @@ class StreamStats:
 
     events: int = 0
     max_gap_s: float = 0.0
+    max_server_gap_s: float = 0.0  # the same between the times the server stamped on the events
     first_event_s: float = 0.0
     terminal: str = ""
     error: str = ""
     gaps_over_1s: int = 0
+    late_at_s: list[float] = field(default_factory=list)  # when each gap over 1 s ended
     ended_s: float = 0.0
     times: list[float] = field(default_factory=list)
 
@@ -55,15 +57,22 @@ async def one_stream(stub, started: float, timeout_s: float, omit_image_data: bo
         omit_image_data=omit_image_data,
     )
     last = time.monotonic()
+    last_stamp = 0.0
     try:
         async for event in stub.StreamGenerateImage(request, timeout=timeout_s):
             now = time.monotonic()
+            stamp = event.time.seconds + event.time.nanos / 1e9
+            if last_stamp:
+                stats.max_server_gap_s = max(stats.max_server_gap_s, stamp - last_stamp)
+            last_stamp = stamp
             if stats.events == 0:
                 stats.first_event_s = now - started
             else:
                 gap = now - last
                 stats.max_gap_s = max(stats.max_gap_s, gap)
-                stats.gaps_over_1s += gap > 1.0
+                if gap > 1.0:
+                    stats.gaps_over_1s += 1
+                    stats.late_at_s.append(now - started)
             last = now
             stats.events += 1
             if event.phase in (Phase.PHASE_COMPLETED, Phase.PHASE_FAILED):
@@ -173,7 +182,9 @@ async def run_streams(
         "broken_after_s": sorted({round(r.ended_s) for r in results if r.error})[:10],
         "wall_s": round(wall, 1),
         "max_gap_s": round(max((r.max_gap_s for r in results), default=0), 2),
+        "max_gap_stamped_s": round(max((r.max_server_gap_s for r in results), default=0), 2),
         "streams_with_gap_over_1s": sum(r.gaps_over_1s > 0 for r in results),
+        "gaps_over_1s_by_s": _late_by_5s(results),
         "slowest_first_event_s": round(max((r.first_event_s for r in results), default=0), 2),
         "events_total": sum(r.events for r in results),
         "server_idle_rss_mb": round(idle_rss, 1),
@@ -197,6 +208,15 @@ async def run_streams(
 def _completed_by(results: list[StreamStats], seconds: float) -> int:
     """Streams that had completed `seconds` after the start."""
     return sum(r.terminal == "PHASE_COMPLETED" and r.ended_s <= seconds for r in results)
+
+
+def _late_by_5s(results: list[StreamStats]) -> dict[int, int]:
+    """Gaps over 1 s, by the 5 s bucket (since the start) in which each ended."""
+    buckets: dict[int, int] = {}
+    for late in (at for r in results for at in r.late_at_s):
+        bucket = int(late // 5) * 5
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+    return dict(sorted(buckets.items()))
 
 
 def _first_events_by_second(results: list[StreamStats]) -> dict[int, int]:
