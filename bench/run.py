@@ -345,7 +345,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     if not args.skip_streams:
         from bench.streams import run_streams
 
-        report["streams"] = await run_streams(args.streams, args.stream_delay_s, workdir)
+        report["streams"] = await run_streams(args.streams, args.stream_delay_s, workdir, clients=args.stream_clients)
     if not args.skip_failover:
         from bench.failover import run_failover
 
@@ -373,6 +373,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--delays", type=lambda s: [int(x) for x in s.split(",")], default=list(DELAYS_MS))
     parser.add_argument("--streams", type=int, default=2000, help="simultaneous streams in the concurrency run")
     parser.add_argument("--stream-delay-s", type=float, default=30.0)
+    parser.add_argument("--stream-clients", type=int, default=4, help="load-generator processes of the concurrency run")
     parser.add_argument("--skip-streams", action="store_true")
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--no-profile", dest="profile", action="store_false")

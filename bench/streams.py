@@ -3,7 +3,9 @@
 Checks what the streaming contract promises under load: every stream ends with PHASE_COMPLETED,
 and progress events arrive at least once per second on every stream while the provider works.
 Reports the largest gap between two events of one stream, the total time, and the server's peak
-RSS. `python -m bench.streams --streams 2000` (or through `python -m bench.run`).
+RSS. `python -m bench.streams --streams 2000` (or through `python -m bench.run`); `--clients N`
+spreads the streams over N load-generator processes, so that reading 2,000 image-sized final
+events at once is not bound by one Python process.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import resource
 import shutil
@@ -44,7 +47,6 @@ class StreamStats:
     gaps_over_1s: int = 0
     late_at_s: list[float] = field(default_factory=list)  # when each gap over 1 s ended
     ended_s: float = 0.0
-    times: list[float] = field(default_factory=list)
 
 
 async def one_stream(stub, started: float, timeout_s: float, omit_image_data: bool = False) -> StreamStats:
@@ -72,7 +74,7 @@ async def one_stream(stub, started: float, timeout_s: float, omit_image_data: bo
                 stats.max_gap_s = max(stats.max_gap_s, gap)
                 if gap > 1.0:
                     stats.gaps_over_1s += 1
-                    stats.late_at_s.append(now - started)
+                    stats.late_at_s.append(round(now - started, 2))
             last = now
             stats.events += 1
             if event.phase in (Phase.PHASE_COMPLETED, Phase.PHASE_FAILED):
@@ -107,8 +109,9 @@ async def watch_lag(stop: asyncio.Event, worst: list[float]) -> None:
 
 
 def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process and of its children that have ended (the client processes)."""
+    usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
 
 
 def start_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen | None:
@@ -121,8 +124,59 @@ def start_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen | 
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+async def run_share(
+    port: int, count: int, delay_s: float, started: float, omit_image_data: bool = False
+) -> list[StreamStats]:
+    """`count` streams at once from this process, STREAMS_PER_CHANNEL to a connection."""
+    channels = [
+        grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}",
+            options=[("grpc.max_receive_message_length", -1), ("grpc.use_local_subchannel_pool", 1)],
+        )
+        for _ in range(max(1, -(-count // STREAMS_PER_CHANNEL)))
+    ]
+    try:
+        stubs = [generation_service_pb2_grpc.GenerationServiceStub(channel) for channel in channels]
+        timeout_s = delay_s * 4 + 120
+        return await asyncio.gather(
+            *(one_stream(stubs[i % len(stubs)], started, timeout_s, omit_image_data) for i in range(count))
+        )
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def _run_clients(
+    port: int, count: int, clients: int, delay_s: float, started: float, omit_image_data: bool
+) -> list[StreamStats]:
+    """The streams spread over `clients` processes (`--client-of`), their stats read back as JSON.
+
+    CLOCK_MONOTONIC is shared by the processes, so every stream is timed from the same start.
+    """
+    shares = [count // clients + (index < count % clients) for index in range(clients)]
+    argvs = [
+        [sys.executable, "-m", "bench.streams", "--client-of", str(port), "--streams", str(share)]
+        + ["--delay-s", str(delay_s), "--started", repr(started)]
+        + (["--omit-image-data"] if omit_image_data else [])
+        for share in shares
+    ]
+    children = [await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE) for argv in argvs]
+    outputs = await asyncio.gather(*(child.communicate() for child in children))
+    return [StreamStats(**fields) for stdout, _ in outputs for fields in json.loads(stdout)]
+
+
+async def _client_main(port: int, count: int, delay_s: float, started: float, omit_image_data: bool) -> None:
+    results = await run_share(port, count, delay_s, started, omit_image_data)
+    print(json.dumps([dataclasses.asdict(stats) for stats in results]), flush=True)
+
+
 async def run_streams(
-    count: int, delay_s: float, workdir: Path, profile: Path | None = None, omit_image_data: bool = False
+    count: int,
+    delay_s: float,
+    workdir: Path,
+    profile: Path | None = None,
+    omit_image_data: bool = False,
+    clients: int = 1,
 ) -> dict:
     """Start a fake and a server, run `count` streams at once, report the figures."""
     fake = procs.start_fake(workdir)
@@ -130,13 +184,6 @@ async def run_streams(
     base_url = f"http://127.0.0.1:{fake.port}/d/{int(delay_s * 1000)}/v1"
     server = procs.start_aigen(workdir, data_dir, procs.openai_env(base_url), name="aigen-streams")
     idle_rss = server.rss_mb()
-    channels = [
-        grpc.aio.insecure_channel(
-            f"127.0.0.1:{server.port}",
-            options=[("grpc.max_receive_message_length", -1), ("grpc.use_local_subchannel_pool", 1)],
-        )
-        for _ in range(max(1, -(-count // STREAMS_PER_CHANNEL)))
-    ]
     stop, peak = asyncio.Event(), [0.0, 0.0]
     fake_stats: dict = {}
     spy = start_profile(server.pid, delay_s * 2 + 10, profile) if profile else None
@@ -148,18 +195,16 @@ async def run_streams(
     lag_watch = asyncio.create_task(watch_lag(stop, lag))
     own_cpu0 = _own_cpu_s()
     try:
-        stubs = [generation_service_pb2_grpc.GenerationServiceStub(channel) for channel in channels]
-        results = await asyncio.gather(
-            *(one_stream(stubs[i % len(stubs)], started, delay_s * 4 + 120, omit_image_data) for i in range(count))
-        )
+        if clients <= 1:
+            results = await run_share(server.port, count, delay_s, started, omit_image_data)
+        else:
+            results = await _run_clients(server.port, count, clients, delay_s, started, omit_image_data)
         wall = time.monotonic() - started
     finally:
         own_cpu = _own_cpu_s() - own_cpu0
         stop.set()
         await sampler
         await lag_watch
-        for channel in channels:
-            await channel.close()
         cpu = server.cpu_s() - cpu0
         vm_hwm = server.peak_rss_mb()
         if spy is not None:
@@ -196,6 +241,7 @@ async def run_streams(
         "rss_mb_by_s": timeline,
         "server_peak_rss_mb_vmhwm": round(vm_hwm, 1),
         "server_cpu_s": round(cpu, 1),
+        "clients": max(1, clients),
         "client_cpu_s": round(own_cpu, 1),
         "client_max_loop_lag_s": round(lag[0], 2),
         "provider_requests": fake_stats.get("requests"),
@@ -225,17 +271,23 @@ def _first_events_by_second(results: list[StreamStats]) -> dict[int, int]:
 
 
 def main() -> None:
-    """Run the concurrency check alone."""
+    """Run the concurrency check alone (or, with --client-of, one load-generator share of it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--delay-s", type=float, default=30.0)
     parser.add_argument("--quick", action="store_true", help="200 streams")
+    parser.add_argument("--clients", type=int, default=1, help="load-generator processes")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the server to this file")
     parser.add_argument("--omit-image-data", action="store_true", help="final events without the image bytes")
+    parser.add_argument("--client-of", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client_of:
+        asyncio.run(_client_main(args.client_of, args.streams, args.delay_s, args.started, args.omit_image_data))
+        return
     count = min(args.streams, 200) if args.quick else args.streams
     workdir = Path(tempfile.mkdtemp(prefix="aigen-bench-"))
-    asyncio.run(run_streams(count, args.delay_s, workdir, args.profile, args.omit_image_data))
+    asyncio.run(run_streams(count, args.delay_s, workdir, args.profile, args.omit_image_data, args.clients))
 
 
 if __name__ == "__main__":
