@@ -353,11 +353,7 @@ async def test_rejected_key_is_not_configured(fake):
 
 
 async def test_connection_closed_without_an_answer_is_dropped_not_a_timeout(provider, fake):
-    async def hang_up(request, recorded):
-        request.transport.close()
-        return web.Response()  # never sent: the connection is gone
-
-    fake.script(hang_up)
+    fake.hang_up()
     with pytest.raises(ProviderUnavailable, match="dropped the connection") as caught:
         await generate(provider)
     assert type(caught.value) is ProviderUnavailable

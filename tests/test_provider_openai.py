@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-from aiohttp import web
 from fakes.base import png_bytes
 from fakes.openai import FINAL_COLOR, PARTIAL_COLORS, FakeOpenAI, Wire, params
 from openai._streaming import SSEDecoder
@@ -346,11 +345,7 @@ async def test_other_errors_in_the_stream_are_unavailable(provider, fake):
 
 
 async def test_connection_closed_without_an_answer_is_dropped_not_a_timeout(provider, fake):
-    async def hang_up(request, recorded):
-        request.transport.close()
-        return web.Response()  # never sent: the connection is gone
-
-    fake.script(hang_up)
+    fake.hang_up()
     with pytest.raises(ProviderUnavailable, match="dropped the connection") as caught:
         await generate(provider)
     assert type(caught.value) is ProviderUnavailable

@@ -133,6 +133,16 @@ class FakeServer:
 
         return self.script(handler)
 
+    def hang_up(self) -> Self:
+        """Queue a reply that closes the connection without answering."""
+
+        async def handler(request: web.Request, recorded: Recorded) -> web.StreamResponse:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()  # never sent: the connection is gone
+
+        return self.script(handler)
+
     async def pause(self, seconds: float) -> None:
         """Sleep, but wake at once when the fake stops."""
         assert self._closing is not None
