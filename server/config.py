@@ -108,8 +108,7 @@ class Settings(BaseSettings):
     model_ids: dict[str, str] = Field(default_factory=dict)
     # Max bytes downloaded for one provider output image.
     max_download_bytes: int = 64 * MiB
-    # Connections the OpenAI, BFL and Replicate clients may each hold open at once (Gemini runs
-    # on its SDK's own aiohttp session, one per event loop).
+    # Connections each provider's HTTP client may hold open at once (concurrent provider calls).
     provider_max_connections: int = Field(4096, ge=1)
 
     # S3-compatible object storage for image bytes (server/store/s3_blobs.py), AIGEN_S3_* variables.

@@ -28,6 +28,7 @@ from aigen.server.errors import (
 )
 from aigen.server.providers.base import ImageRequest, InputImage, Progress, ProviderRegistry
 from aigen.server.providers.gemini import GeminiProvider
+from aigen.server.providers.remote import environment_proxy
 
 KEY = "test-gemini-key"
 
@@ -350,6 +351,27 @@ async def test_rejected_key_is_not_configured(fake):
             await generate(provider)
     finally:
         await provider.aclose()
+
+
+async def test_connections_are_capped(fake):
+    provider = make_provider(fake, provider_max_connections=2)
+    try:
+        fake.slow(0.5).slow(0.5)
+        calls = asyncio.gather(*(generate(provider) for _ in range(4)))
+        await fake.wait_for_requests(2)
+        await asyncio.sleep(0.2)
+        assert len(fake.requests) == 2  # the other two wait for a connection
+        await calls
+    finally:
+        await provider.aclose()
+    assert len(fake.requests) == 4
+
+
+def test_the_environment_proxy_is_read_once_for_the_api(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert environment_proxy("https://generativelanguage.googleapis.com/") == "http://proxy.internal:3128"
+    assert environment_proxy("http://127.0.0.1:8080/") is None
 
 
 async def test_connection_closed_without_an_answer_is_dropped_not_a_timeout(provider, fake):

@@ -45,6 +45,7 @@ from aigen.server.providers.base import (
 from aigen.server.providers.remote import (
     b64_bytes,
     b64_text,
+    environment_proxy,
     error_for_status,
     parse_retry_after,
     transport_failure,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from aigen.server.config import Settings
 
 NAME = "gemini"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1beta"
 
 MODELS = (
@@ -114,17 +116,16 @@ class GeminiProvider(ImageProvider):
         self._settings = settings
         self._profiles = _profiles(settings)
         self._client: genai.Client | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._client_timeout = _millis(settings.generation_timeout_s)
+        self._options: types.HttpOptions | None = None
         if settings.gemini_api_key:
-            # The SDK's own aiohttp session (one per event loop, connections unbounded): aiohttp
-            # is a dependency, and the SDK takes it over httpx whenever it is installed.
-            options = types.HttpOptions(
+            self._options = types.HttpOptions(
                 base_url=settings.gemini_base_url or None,
                 api_version=API_VERSION,
                 timeout=self._client_timeout,
                 retry_options=types.HttpRetryOptions(attempts=1),  # the engine owns retries
             )
-            self._client = genai.Client(api_key=settings.gemini_api_key, http_options=options)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GeminiProvider:
@@ -138,7 +139,7 @@ class GeminiProvider(ImageProvider):
     @property
     def configured(self) -> bool:
         """True when an API key is set."""
-        return self._client is not None
+        return self._options is not None
 
     async def generate(self, request: ImageRequest, progress: ProgressCallback) -> ImageResult:
         """One generateContent call. Gemini reports no progress, so none is sent (the engine estimates)."""
@@ -157,17 +158,35 @@ class GeminiProvider(ImageProvider):
         """Close the SDK client and its HTTP connection pool."""
         if self._client is not None:
             await self._client.aio.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def _checked(self, request: ImageRequest) -> tuple[genai.Client, ModelProfile]:
         """The client and the model's profile, once the request is known to fit them."""
-        if self._client is None:
+        if self._options is None:
             raise ProviderNotConfigured("Gemini has no API key (set GEMINI_API_KEY)")
         profile = next((item for item in self._profiles if request.model in item.names()), None)
         if profile is None:
             raise CapabilityUnsupported(f"Gemini has no model {request.model!r}")
         if len(request.reference_images) > profile.max_reference_images:
             raise CapabilityUnsupported(f"{profile.name} takes at most {profile.max_reference_images} reference images")
-        return self._client, profile
+        return self._sdk(self._options), profile
+
+    def _sdk(self, options: types.HttpOptions) -> genai.Client:
+        """The SDK client on our aiohttp session, made on first use (inside the event loop).
+
+        The session holds at most provider_max_connections, and takes the environment's proxy
+        for the API once: the SDK's own session would read the environment on every request.
+        """
+        if self._client is None:
+            base_url = options.base_url or DEFAULT_BASE_URL
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._settings.provider_max_connections),
+                proxy=environment_proxy(base_url),
+            )
+            options = options.model_copy(update={"aiohttp_client": self._session})
+            self._client = genai.Client(api_key=self._settings.gemini_api_key, http_options=options)
+        return self._client
 
 
 _NO_FUNCTION_CALLING = types.AutomaticFunctionCallingConfig(disable=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
@@ -153,6 +154,14 @@ def _causes(exc: BaseException) -> list[BaseException]:
         causes.append(current)
         current = current.__cause__ or current.__context__
     return causes
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, NO_PROXY, ...) names for `url`, if any."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 # Base64 -------------------------------------------------------------------------------------------
