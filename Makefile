@@ -31,7 +31,7 @@ bench: $(STAMP)
 ## Long reliability drills: thousands of fuzzed REST requests, crash, faults, abuse, 2,000 streams.
 drills: $(STAMP)
 	AIGEN_DRILLS=long $(PY) -m pytest tests/test_drills.py -o timeout=1800 $(PYTEST_ARGS)
-	$(PY) -m bench.streams --streams 2000
+	$(PY) -m bench.streams --streams 2000 --clients 4
 
 ## Regenerate gen/ from proto/.
 gen: $(STAMP)
