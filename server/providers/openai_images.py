@@ -328,7 +328,6 @@ def _event_json(data: bytes, request: httpx2.Request) -> dict[str, Any]:
 # Transport failures while reading a body, as the SDK counts them.
 _TIMEOUTS = (httpx2.TimeoutException, TimeoutError)
 _DROPPED = (httpx2.RequestError, aiohttp.ClientError, ssl.SSLError)
-COLON = ord(":")
 DRAIN_S = 0.1  # how long the remainder after `[DONE]` is read for connection reuse (the SDK's)
 
 
@@ -349,6 +348,9 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
         async with asyncio.timeout(DRAIN_S):
             async for _ in chunks:
                 pass
+
+
+COLON = ord(":")  # a line starting with it is an SSE comment
 
 
 class SSEReader:
