@@ -406,7 +406,8 @@ class SSEReader:
         else:
             name = bytes(buffer[start:colon])
             first = colon + 2 if buffer[colon + 1 : colon + 2] == b" " else colon + 1
-            value = bytes(buffer[first:end])
+            with memoryview(buffer) as view:  # one copy of an image-sized value, not two
+                value = bytes(view[first:end])
         if name == b"data":
             self._data.append(value)
         elif name == b"event":

@@ -54,13 +54,11 @@ def with_model_id(profile: ModelProfile, model_ids: Mapping[str, str]) -> ModelP
     return replace(profile, internal_id=configured, aliases=aliases)
 
 
-def connection_limits(
-    total: int, kind: type[Limits] = httpx2.Limits, *, keepalive: int = KEEPALIVE_CONNECTIONS
-) -> Limits:
+def connection_limits(total: int, kind: type[Limits] = httpx2.Limits) -> Limits:
     """Pool limits of a provider's HTTP client (httpx2 or, with `kind`, httpx): `total` connections,
-    at most `keepalive` of them kept idle.
+    at most KEEPALIVE_CONNECTIONS of them kept idle.
     """
-    return kind(max_connections=total, max_keepalive_connections=min(total, keepalive))
+    return kind(max_connections=total, max_keepalive_connections=min(total, KEEPALIVE_CONNECTIONS))
 
 
 # HTTP statuses and Retry-After --------------------------------------------------------------------
