@@ -14,6 +14,7 @@ from aigen.server.config import Settings
 from aigen.server.engine import FallbackEngine
 from aigen.server.generation import Generations
 from aigen.server.health import ModelHealth
+from aigen.server.image_sends import ImageSends
 from aigen.server.interceptor import ErrorInterceptor
 from aigen.server.layered import LayeredSessions
 from aigen.server.models import ModelResolver
@@ -84,6 +85,7 @@ class RunningServer:
     resolver: ModelResolver
     limiter: AsyncRateLimiter
     model_health: ModelHealth | None = None
+    image_sends: ImageSends | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, let in-flight ones finish within `grace`, close everything."""
@@ -136,6 +138,7 @@ async def start_server(
     base_url = public_base_url(settings)
     layered = LayeredSessions(store)
     generations = Generations(settings, resolver, store, engine, layered, base_url, telemetry)
+    image_sends = ImageSends(settings.stream_image_sends, store)
     limiter = build_rate_limiter(settings)
     await limiter.open()
     access_control = AccessControl(store, settings, limiter)
@@ -160,7 +163,7 @@ async def start_server(
     )
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(store, resolver, base_url), server)
     generation_service_pb2_grpc.add_GenerationServiceServicer_to_server(
-        GenerationServicer(generations, resolver), server
+        GenerationServicer(generations, resolver, image_sends), server
     )
     presign_s = settings.s3_presign_expiry_s if settings.s3_presigned_redirect else 0
     image_service_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(store, presign_s), server)
@@ -181,5 +184,14 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("aigen gRPC server listening on %s:%d", settings.host, port)
     return RunningServer(
-        server, port, settings, store, registry, health_servicer, resolver, limiter, model_health=model_health
+        server,
+        port,
+        settings,
+        store,
+        registry,
+        health_servicer,
+        resolver,
+        limiter,
+        model_health=model_health,
+        image_sends=image_sends,
     )

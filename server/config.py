@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     max_message_bytes: int = 200 * MiB
     grace_period_s: float = 30.0
+    # Completed stream events carrying image bytes that may be on their way at once; the others
+    # wait for a turn with their image in the store rather than in memory (server/image_sends.py).
+    stream_image_sends: int = Field(32, ge=1)
 
     # Engine: retries and cooldown of failing provider/model pairs.
     retry_attempts: int = 2

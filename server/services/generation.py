@@ -11,6 +11,7 @@ import grpc
 from aigen.server import access, errors
 from aigen.server.convert import turn_proto
 from aigen.server.generation import Generations
+from aigen.server.image_sends import ImageSends, SendSlot
 from aigen.server.interceptor import status_for
 from aigen.server.models import ModelResolver
 from aigen.server.progress import ProgressReporter
@@ -66,9 +67,10 @@ class _Outbox:
 class GenerationServicer(pb2_grpc.GenerationServiceServicer):
     """Every generation RPC goes through the same Generations use cases."""
 
-    def __init__(self, generations: Generations, resolver: ModelResolver) -> None:
+    def __init__(self, generations: Generations, resolver: ModelResolver, image_sends: ImageSends) -> None:
         self.generations = generations
         self.resolver = resolver
+        self.image_sends = image_sends
 
     async def Generate(self, request, context):
         """Generate in a session."""
@@ -102,7 +104,8 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
         prepared = await self.generations.prepare(kind, request, context.time_remaining())
         outbox = _Outbox()
         reporter = ProgressReporter(outbox.put)
-        task = asyncio.create_task(self._run(prepared, reporter))
+        slot = self.image_sends.slot()
+        task = asyncio.create_task(self._run(prepared, reporter, slot))
         task.add_done_callback(lambda _: outbox.put(None))
         self.generations.observer.stream_opened()
         try:
@@ -115,11 +118,12 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            slot.release()  # the final event is sent, or the caller has gone
 
-    async def _run(self, prepared, reporter: ProgressReporter) -> None:
-        """Execute, then emit the in-band terminal event."""
+    async def _run(self, prepared, reporter: ProgressReporter, slot: SendSlot) -> None:
+        """Execute, wait for a turn to send the image, then emit the in-band terminal event."""
         try:
-            result = await self.generations.execute(prepared, reporter)
+            result = await slot.take(await self.generations.execute(prepared, reporter))
         except errors.AigenError as exc:
             reporter.event(Phase.PHASE_FAILED, exc.message, error=status_for(exc))
             return
