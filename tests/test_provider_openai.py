@@ -83,7 +83,21 @@ async def test_without_a_progress_listener_the_answer_is_plain_json(provider, fa
     assert result.mime_type == "image/png"
     sent = fake.last
     assert sent.path == "/v1/images/generations"
-    assert "stream" not in sent.json and "partial_images" not in sent.json
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.json == {"model": "gpt-image-1.5", "prompt": "a red bicycle", "size": "1024x1024", "quality": "auto"}
+
+
+async def test_the_plain_answer_keeps_the_model_timeout(fake):
+    provider = make_provider(fake, model_timeouts_s={"openai/gpt-image": 0.3})
+    fake.slow(5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderTimeout):
+            await provider.generate(ImageRequest(prompt="x", model="gpt-image", previews=False), [].append)
+    finally:
+        await provider.aclose()
+    assert time.monotonic() - started < 3
 
 
 async def test_plain_edit_without_a_progress_listener(provider, fake):

@@ -145,9 +145,11 @@ class OpenAIProvider(ImageProvider):
             if request.previews:
                 async with _call(client.images.with_streaming_response, options) as response:
                     result = await _consume(response.http_response, progress)
-            else:
-                raw = await _call(client.images.with_raw_response, options)
+            elif images:
+                raw = await client.images.with_raw_response.edit(**options)
                 result = _read_answer(raw.content)
+            else:
+                result = _read_answer(await _generated(client, options))
         return replace(result, degradations=(*degradations, *quality_degradations))
 
     def _checked(self, request: ImageRequest) -> openai.AsyncOpenAI:
@@ -186,6 +188,22 @@ def _call(images_api: Any, options: dict[str, Any]) -> Any:
     if "image" in options:
         return images_api.edit(**options)
     return images_api.generate(**options)
+
+
+async def _generated(client: openai.AsyncOpenAI, options: dict[str, Any]) -> bytes:
+    """The raw answer of images.generate, sent through the SDK's own `post`.
+
+    The typed method checks its arguments against their TypedDict on every call (a walk over
+    the type hints) and wraps the answer twice before the raw bytes come out: together a fifth
+    of the SDK's CPU for one image. The body is the same JSON, with the same authentication,
+    transport, timeout and errors.
+    """
+    body = dict(options)
+    request_options: openai.RequestOptions = {"security": {"bearer_auth": True}}
+    if "timeout" in body:
+        request_options["timeout"] = body.pop("timeout")
+    response = await client.post("/images/generations", cast_to=httpx2.Response, body=body, options=request_options)
+    return response.content
 
 
 def _has_inputs(request: ImageRequest) -> bool:
