@@ -3,8 +3,9 @@
 Generation uses `images.generate`; anything with input images (the image to edit, references,
 a mask) uses `images.edit`. When somebody watches progress both stream: partial images reach
 the progress callback as previews, and the `*.completed` event carries the final image.
-Otherwise the plain JSON answer is cheaper (no event parsing of the partial images); its raw
-body is read once (orjson, then base64 straight to bytes) instead of through the SDK's models.
+Otherwise the plain JSON answer is cheaper (no event parsing of the partial images); it is asked
+for through the SDK's raw `post` and read once, the image decoded from base64 straight out of
+the body (`loads_lifting`), instead of through the SDK's models.
 The SDK still makes every request; streamed bodies are split into events here (`SSEReader`),
 a few `bytes.find` calls per event instead of the SDK's line-by-line decoding, which kept the
 event loop busy for milliseconds per image-sized event.
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import httpx2
 import openai
-import orjson
 from PIL import Image
 
 from aigen.server.errors import (
@@ -46,9 +46,10 @@ from aigen.server.providers.base import (
     register,
 )
 from aigen.server.providers.remote import (
-    b64_bytes,
     connection_limits,
     error_for_status,
+    lifted_bytes,
+    loads_lifting,
     parse_retry_after,
     transport_failure,
     with_model_id,
@@ -289,32 +290,33 @@ async def _consume(response: httpx2.Response, progress: ProgressCallback) -> Ima
     """
     result: ImageResult | None = None
     async with contextlib.aclosing(_events(response)) as events:
-        async for event in events:
+        async for event, image in events:
             if result is None:
-                result = _read_event(event, progress)
+                result = _read_event(event, image, progress)
     if result is None:
         raise ProviderUnavailable("OpenAI's stream ended without an image")
     return result
 
 
-def _read_event(event: dict[str, Any], progress: ProgressCallback) -> ImageResult | None:
+def _read_event(event: dict[str, Any], image: bytes | None, progress: ProgressCallback) -> ImageResult | None:
     """A partial image to `progress`; the result when `event` is the completed one."""
     kind = event.get("type") or ""
     if kind.endswith(".partial_image"):
-        preview = b64_bytes(event.get("b64_json") or "")
+        preview = lifted_bytes(event.get("b64_json") or "", image)
         message = f"partial image {(event.get('partial_image_index') or 0) + 1} of {PARTIAL_IMAGES}"
         if preview:
             progress(Progress(message=message, preview=InputImage(preview, _mime(event))))
     elif kind.endswith(".completed"):
-        data = b64_bytes(event.get("b64_json") or "")
+        data = lifted_bytes(event.get("b64_json") or "", image)
         if not data:
             raise ProviderUnavailable("OpenAI sent an empty image")
         return ImageResult(data=data, mime_type=_mime(event), revised_prompt=event.get("revised_prompt") or "")
     return None
 
 
-async def _events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON objects of the stream's events, as the SDK reads them.
+async def _events(response: httpx2.Response) -> AsyncIterator[tuple[dict[str, Any], bytes | None]]:
+    """The JSON objects of the stream's events, as the SDK reads them, each with its image
+    decoded on the way (`loads_lifting`).
 
     Like the SDK: `[DONE]` ends the stream, an event whose data has an `error` raises APIError,
     transport failures raise APITimeoutError or APIConnectionError.
@@ -329,9 +331,9 @@ async def _events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
                 yield _event_json(data, response.request)
 
 
-def _event_json(data: bytes, request: httpx2.Request) -> dict[str, Any]:
-    """One event's data as a JSON object; APIError when it carries an error."""
-    decoded = orjson.loads(data)
+def _event_json(data: bytes, request: httpx2.Request) -> tuple[dict[str, Any], bytes | None]:
+    """One event's data as a JSON object and its image; APIError when it carries an error."""
+    decoded, image = loads_lifting(data, "b64_json")
     if not isinstance(decoded, dict):
         raise ProviderUnavailable("OpenAI sent a malformed event")
     error = decoded.get("error")
@@ -340,7 +342,7 @@ def _event_json(data: bytes, request: httpx2.Request) -> dict[str, Any]:
         if not message or not isinstance(message, str):
             message = "An error occurred during streaming"
         raise openai.APIError(message=message, request=request, body=error)
-    return decoded
+    return decoded, image
 
 
 # Transport failures while reading a body, as the SDK counts them.
@@ -453,7 +455,7 @@ def _is_int(value: bytes) -> bool:
 
 def _read_answer(body: bytes) -> ImageResult:
     """The image of a plain (not streamed) answer, from its raw JSON body."""
-    answer = orjson.loads(body)
+    answer, image = loads_lifting(body, "b64_json")
     items = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ProviderUnavailable("OpenAI sent a malformed answer")
@@ -461,7 +463,7 @@ def _read_answer(body: bytes) -> ImageResult:
     encoded = item.get("b64_json") or ""
     if not isinstance(encoded, str):
         raise ProviderUnavailable("OpenAI sent a malformed answer")
-    data = b64_bytes(encoded)
+    data = lifted_bytes(encoded, image)
     if not data:
         raise ProviderUnavailable("OpenAI answered without an image")
     mime_type = OUTPUT_TYPES.get(answer.get("output_format") or "png", "image/png")

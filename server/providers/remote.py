@@ -9,6 +9,8 @@ adapters; everything here takes the provider's name as the `label` its messages 
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -20,6 +22,7 @@ from typing import TypeVar
 import aiohttp
 import httpx
 import httpx2
+import orjson
 import pybase64
 
 from aigen.server.errors import (
@@ -173,6 +176,47 @@ def b64_text(data: bytes) -> str:
 def b64_bytes(text: str, *, strict: bool = True) -> bytes:
     """The bytes of base64 `text`; `strict` refuses characters outside the alphabet (ValueError)."""
     return pybase64.b64decode(text, validate=strict)
+
+
+LIFTED = "!"  # not base64: stands in a document for the string `loads_lifting` decoded
+
+
+def loads_lifting(raw: bytes, key: str) -> tuple[object, bytes | None]:
+    """`raw` parsed as JSON, with the first string value of `key` decoded from base64 on the way.
+
+    An image answer is one large base64 string in a small JSON document: parsing it whole makes a
+    Python str of the image (checked and copied) only to decode it again. Here the string is
+    decoded straight from `raw` and the rest is parsed with LIFTED in its place. Returns the
+    document and those bytes; (the plain parse, None) when no such plain string is found or it
+    is not valid base64. Read the value back with `lifted_bytes`: the first match need not be
+    the field the caller wants.
+    """
+    found = _string_field(key).search(raw)
+    if found is not None:
+        start = found.end()
+        end = raw.find(b'"', start)
+        if end > 0 and raw.find(b"\\", start, end) < 0:  # base64 has no escapes
+            with memoryview(raw) as view:
+                try:
+                    data = pybase64.b64decode(view[start:end], validate=True)
+                except ValueError:
+                    data = None
+            if data is not None:
+                return orjson.loads(b"".join((raw[:start], LIFTED.encode(), raw[end:]))), data
+    return orjson.loads(raw), None
+
+
+@functools.cache
+def _string_field(key: str) -> re.Pattern[bytes]:
+    """Where a JSON string value of `key` starts."""
+    return re.compile(b'"' + re.escape(key.encode()) + rb'"\s*:\s*"')
+
+
+def lifted_bytes(value: str, lifted: bytes | None) -> bytes:
+    """The bytes of a base64 field of a `loads_lifting` document: the lifted ones where it stood."""
+    if value == LIFTED and lifted is not None:
+        return lifted
+    return b64_bytes(value)
 
 
 def data_uri(image: InputImage) -> str:
