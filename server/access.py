@@ -8,6 +8,7 @@ token (`x-app-token`), except health, reflection, image URLs and minting app tok
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -181,6 +182,7 @@ def _bearer(value: str) -> str:
     return secret.strip() if scheme.lower() == "bearer" else ""
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

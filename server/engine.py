@@ -174,6 +174,8 @@ class _Walk:
         for retry in range(settings.retry_attempts + 1):
             outcome = await self._attempt(position, provider, profile, request)
             if isinstance(outcome, Served):
+                if not degradations:
+                    return outcome
                 return dataclasses.replace(outcome, degradations=degradations + outcome.degradations)
             if not outcome.retryable:
                 if isinstance(outcome, (errors.ContentRefused, errors.CapabilityUnsupported)):

@@ -151,7 +151,9 @@ class OpenAIProvider(ImageProvider):
                 result = _read_answer(raw.content)
             else:
                 result = _read_answer(await _generated(client, options))
-        return replace(result, degradations=(*degradations, *quality_degradations))
+        if degradations or quality_degradations:
+            result = replace(result, degradations=(*degradations, *quality_degradations))
+        return result
 
     def _checked(self, request: ImageRequest) -> openai.AsyncOpenAI:
         """The client, once the request is known to fit this provider."""
