@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from aigen.server.observability.metrics import outcome_label
 REQUEST_LOGGER = "aigen.requests"
 MAX_MESSAGE_CHARS = 300
 _TRUE = {"1", "true", "yes", "on"}
+_NEEDS_QUOTES = re.compile(r'[\s"=]')  # a text value with any of these is written as a JSON string
 
 
 def json_requested(env: Mapping[str, str] | None = None) -> bool:
@@ -81,7 +83,7 @@ def _text_pair(key: str, value: Any) -> str:
     if key == "attempts":
         value = ",".join(f"{a['provider']}/{a['model']}#{a['attempt']}:{a['outcome']}" for a in value)
     text = str(value)
-    if any(c.isspace() or c in '"=' for c in text):
+    if _NEEDS_QUOTES.search(text):
         text = json.dumps(text)
     return f"{key}={text}"
 
