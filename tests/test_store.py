@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from store_contract import (  # noqa: F401 - the shared contract tests run with 
 )
 
 from aigen.server.errors import NotFound, Reason
+from aigen.server.store.blobs import BLOB_PIN_S
 from aigen.server.store.records import (
     AttemptRecord,
 )
@@ -218,3 +220,54 @@ async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await store.get_session("sess_a")
     await store.close()  # closing an unopened store is harmless
+
+
+# Orphans ---------------------------------------------------------------------------------------
+def _age(path: Path, seconds: float) -> None:
+    """Set `path`'s modification time `seconds` in the past."""
+    then = path.stat().st_mtime - seconds
+    os.utime(path, (then, then))
+
+
+async def test_a_restart_collects_old_orphans_and_keeps_everything_else(tmp_path: Path, clock: Clock) -> None:
+    store = SqliteStore(tmp_path, clock=clock)
+    await store.open()
+    await store.create_session(session("sess_a"))
+    kept = await store.write_blob(b"committed")
+    await store.commit_turn(turn("t1"), [image("img_1", kept)], "img_1")
+    orphan = await store.write_blob(b"written, never committed")  # what a crash leaves behind
+    young = await store.write_blob(b"written just now")
+    await store.close()
+    paths = {sha: blob_path(tmp_path, sha) for sha in (kept, orphan, young)}
+    temp = paths[orphan].parent / ".tmp-unfinished"
+    temp.write_bytes(b"half a blob")
+    for path in (paths[kept], paths[orphan], temp):
+        _age(path, BLOB_PIN_S + 60)
+
+    reopened = SqliteStore(tmp_path, clock=clock)
+    await reopened.open()
+    try:
+        await reopened._orphan_sweep
+        assert not paths[orphan].exists()
+        assert not temp.exists()
+        assert paths[young].exists()  # it may still be on its way to a commit (another writer)
+        assert await reopened.read_blob(kept) == b"committed"
+    finally:
+        await reopened.close()
+
+
+async def test_orphan_sweep_leaves_foreign_files_alone(tmp_path: Path, clock: Clock) -> None:
+    blobs = tmp_path / "blobs"
+    foreign = [blobs / "README", blobs / "ab" / "cd" / "notes.txt", blobs / "zz" / "zz" / ("0" * 64)]
+    misplaced = blobs / "ab" / "cd" / hashlib.sha256(b"elsewhere").hexdigest()
+    for path in (*foreign, misplaced):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not ours")
+        _age(path, BLOB_PIN_S + 60)
+    store = SqliteStore(tmp_path, clock=clock)
+    await store.open()
+    try:
+        await store._orphan_sweep
+        assert all(path.exists() for path in (*foreign, misplaced))
+    finally:
+        await store.close()

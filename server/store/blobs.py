@@ -26,6 +26,7 @@ BLOB_PIN_S = 900.0
 # How images are cached wherever they are served: ids are unguessable, content never changes.
 IMAGE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 SHA256 = re.compile(r"[0-9a-f]{64}")
+_HEX2 = re.compile(r"[0-9a-f]{2}")
 
 
 class BlobStore(ABC):
@@ -126,6 +127,39 @@ def write_atomic(path: pathlib.Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def stale_files(root: pathlib.Path, written_before: float) -> tuple[list[str], list[pathlib.Path]]:
+    """Blobs (by sha256) and unfinished temp files under `root` last written before `written_before`.
+
+    Only the `root/ab/cd/` layout is walked; anything else there is left alone.
+    """
+    shas: list[str] = []
+    temps: list[pathlib.Path] = []
+    for first in _subdirs(root):
+        for second in _subdirs(first):
+            with os.scandir(second) as entries:
+                for entry in entries:
+                    if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= written_before:
+                        continue
+                    if entry.name.startswith(".tmp-"):
+                        temps.append(pathlib.Path(entry.path))
+                    elif SHA256.fullmatch(entry.name) and entry.name.startswith(first.name + second.name):
+                        shas.append(entry.name)
+    return shas, temps
+
+
+def _subdirs(path: pathlib.Path) -> list[pathlib.Path]:
+    """The two-hex-digit directories of one level of the blob layout."""
+    try:
+        with os.scandir(path) as entries:
+            return [
+                pathlib.Path(entry.path)
+                for entry in entries
+                if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False) and _HEX2.fullmatch(entry.name)
+            ]
+    except FileNotFoundError:
+        return []
 
 
 def unlink_all(paths: Iterable[pathlib.Path]) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import pathlib
 import sqlite3
 import threading
@@ -30,6 +31,7 @@ from aigen.server.store import sqlite_access as access_tables
 from aigen.server.store.base import Store, interrupted_turn, pending_record
 from aigen.server.store.blobs import BLOB_PIN_S, blob_path
 from aigen.server.store.blobs import SHA256 as _SHA256
+from aigen.server.store.blobs import stale_files as _stale_files
 from aigen.server.store.blobs import unlink_all as _unlink_all
 from aigen.server.store.blobs import write_atomic as _write_atomic
 from aigen.server.store.columns import IMAGE_COLS, LAYER_COLS, SESSION_COLS, TURN_COLS
@@ -89,6 +91,8 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+ORPHAN_BATCH = 500  # blobs checked against the images table per statement
 
 
 def _insert_sql(table: str, cols: str) -> str:
@@ -114,6 +118,7 @@ class SqliteStore(access_tables.AccessTables, Store):
         self._gc_deferred: set[str] = set()
         self._queued: list[_Queued] = []  # transactions waiting for the next group commit
         self._flushes: set[asyncio.Task[None]] = set()
+        self._orphan_sweep: asyncio.Task[None] | None = None
 
     # Lifecycle ------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -146,11 +151,15 @@ class SqliteStore(access_tables.AccessTables, Store):
             self._db = None
             await db.close()
             raise
+        self._orphan_sweep = asyncio.create_task(self._collect_orphans())
 
     async def close(self) -> None:
-        """Collect blobs whose deletion was deferred, then close the database."""
+        """Stop the orphan sweep, collect blobs whose deletion was deferred, close the database."""
         if self._db is None:
             return
+        if self._orphan_sweep is not None:
+            self._orphan_sweep.cancel()
+            await asyncio.gather(self._orphan_sweep, return_exceptions=True)
         await self._collect_blobs(set(), honour_pins=False)
         async with self._lock:
             db, self._db = self._db, None
@@ -391,6 +400,23 @@ class SqliteStore(access_tables.AccessTables, Store):
             )
             unused = candidates - {row["sha256"] for row in rows}
             self._gc_deferred = await asyncio.to_thread(self._unlink_unpinned, unused, honour_pins)
+
+    async def _collect_orphans(self) -> None:
+        """Delete what a crash left in the blob directory: blobs written but never referenced
+        (pins live in memory, so a crash forgets them) and unfinished temp files.
+
+        Runs in the background after open. Only files older than BLOB_PIN_S are touched, like
+        an expired pin in the shared store, so a write in flight is never at risk.
+        """
+        try:
+            shas, temps = await asyncio.to_thread(_stale_files, self._blob_dir, time.time() - BLOB_PIN_S)
+            await asyncio.to_thread(_unlink_all, temps)
+            for start in range(0, len(shas), ORPHAN_BATCH):
+                await self._collect_blobs(set(shas[start : start + ORPHAN_BATCH]))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a sweep that fails leaves files behind, never breaks the store
+            log.exception("collecting orphan blobs failed")
 
     def _unlink_unpinned(self, unused: set[str], honour_pins: bool) -> set[str]:
         """Delete the blobs of `unused` that are not pinned; returns the pinned ones (deferred)."""
