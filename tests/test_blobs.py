@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,9 @@ from aigen.server.store.blobs import (
     BlobStoreMisconfigured,
     BlobStoreUnavailable,
     LocalBlobs,
+    _written_at,
     blob_path,
+    stale_files,
 )
 from aigen.server.store.s3_blobs import S3Blobs
 
@@ -414,3 +417,22 @@ def test_s3_settings_validation() -> None:
         S3Blobs(bucket="b", delete_batch_size=1001)
     with pytest.raises(ValueError):
         S3Blobs(bucket="b", max_attempts=0)
+
+
+def test_stale_files_finds_old_blobs_and_temps_and_survives_a_file_deleted_meanwhile(tmp_path: Path) -> None:
+    sha = hashlib.sha256(b"old").hexdigest()
+    path = blob_path(tmp_path, sha)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"old")
+    temp = path.parent / ".tmp-x"
+    temp.write_bytes(b"half")
+    young = blob_path(tmp_path, sha[:4] + "0" * 60)
+    young.write_bytes(b"young")
+    old = time.time() - 3600
+    for each in (path, temp):
+        os.utime(each, (old, old))
+    assert stale_files(tmp_path, time.time() - 60) == ([sha], [temp])
+    with os.scandir(path.parent) as entries:
+        listed = list(entries)
+    path.unlink()  # deleted between the listing and the stat (a collection running meanwhile)
+    assert [_written_at(entry) for entry in listed if entry.name == sha] == [math.inf]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import pathlib
 import re
@@ -140,13 +141,21 @@ def stale_files(root: pathlib.Path, written_before: float) -> tuple[list[str], l
         for second in _subdirs(first):
             with os.scandir(second) as entries:
                 for entry in entries:
-                    if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= written_before:
+                    if not entry.is_file(follow_symlinks=False) or _written_at(entry) >= written_before:
                         continue
                     if entry.name.startswith(".tmp-"):
                         temps.append(pathlib.Path(entry.path))
                     elif SHA256.fullmatch(entry.name) and entry.name.startswith(first.name + second.name):
                         shas.append(entry.name)
     return shas, temps
+
+
+def _written_at(entry: os.DirEntry) -> float:
+    """The file's modification time; infinitely recent once it is gone (deleted meanwhile)."""
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        return math.inf
 
 
 def _subdirs(path: pathlib.Path) -> list[pathlib.Path]:
