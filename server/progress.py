@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from google.protobuf import duration_pb2
 
-from aigen.server.providers.base import Progress
+from aigen.server.providers.base import InputImage, Progress
 from aigen.v1 import types_pb2
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,6 @@ RUNNING, FALLBACK, PERSISTING = Phase.PHASE_RUNNING, Phase.PHASE_FALLBACK, Phase
 TERMINAL = frozenset((Phase.PHASE_COMPLETED, Phase.PHASE_FAILED))
 TICK_S = 0.5  # a working stream quiet for this long gets an event
 SCAN_S = 0.1  # how often the ticker looks for quiet streams
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    return _set_duration(duration_pb2.Duration(), seconds)
 
 
 def _set_duration(field: duration_pb2.Duration, seconds: float) -> duration_pb2.Duration:
@@ -98,6 +94,7 @@ class ProgressReporter:
         self._emit = emit
         self._started = time.monotonic()
         self._attempt: types_pb2.Attempt | None = None
+        self._working = ""  # the running attempt's default message
         self._attempt_running = False
         self._phase = Phase.PHASE_QUEUED
         self._attempt_started = self._started
@@ -113,13 +110,16 @@ class ProgressReporter:
 
     def event(self, phase: int, message: str = "", **fields) -> None:
         """Emit one event with the current attempt and timing."""
-        if self._emit is None:
-            return
+        if self._emit is not None:
+            self._send(types_pb2.GenerationEvent(phase=phase, message=message, **fields))
+
+    def _send(self, event: types_pb2.GenerationEvent) -> None:
+        """Stamp `event` (elapsed, time, attempt) and hand it to `emit`."""
         now = time.monotonic()
-        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-        event = types_pb2.GenerationEvent(phase=phase, message=message, **fields)
+        phase = event.phase
         _set_duration(event.elapsed, now - self._started)
-        event.time.seconds, event.time.nanos = seconds, nanos
+        stamp = event.time
+        stamp.seconds, stamp.nanos = divmod(time.time_ns(), 1_000_000_000)
         if self._attempt is not None and phase not in TERMINAL:
             event.attempt.CopyFrom(self._attempt)
         self.last_event_at = now
@@ -131,6 +131,7 @@ class ProgressReporter:
     def start_attempt(self, attempt: types_pb2.Attempt, expected_s: float, fallback: bool) -> None:
         """A provider starts working; the ticker keeps the stream alive until it stops."""
         self._attempt = attempt
+        self._working = f"{attempt.provider}/{attempt.model} working"
         self._attempt_running = True
         self._attempt_started = time.monotonic()
         self._expected = expected_s
@@ -156,16 +157,9 @@ class ProgressReporter:
         """Callback given to providers."""
         if update.percent is not None:
             self._measured = max(0.0, min(100.0, update.percent))
-        preview = None
-        if update.preview is not None:
-            preview = types_pb2.Image(
-                content_type=update.preview.mime_type,
-                data=update.preview.data,
-                size_bytes=len(update.preview.data),
-            )
-        self.tick(update.message, preview)
+        self.tick(update.message, update.preview)
 
-    def tick(self, message: str = "", preview: types_pb2.Image | None = None) -> None:
+    def tick(self, message: str = "", preview: InputImage | None = None) -> None:
         """A RUNNING event with the attempt's percent and ETA (or a PERSISTING one, once storing)."""
         if self._emit is None or self._attempt is None:
             return
@@ -182,10 +176,15 @@ class ProgressReporter:
         else:
             percent, estimated = estimate_percent(elapsed, self._expected), True
             eta = self._expected - elapsed
-        fields = {"percent": round(percent, 1), "percent_estimated": estimated}
+        # Fields set in place: the most frequent event, built without keyword or sub-message copies.
+        event = types_pb2.GenerationEvent()
+        event.phase = RUNNING
+        event.message = message or self._working
+        event.percent = round(percent, 1)
+        event.percent_estimated = estimated
         if eta > 0:
-            fields["eta"] = _duration(eta)
+            _set_duration(event.eta, eta)
         if preview is not None:
-            fields["preview"] = preview
-        text = message or f"{self._attempt.provider}/{self._attempt.model} working"
-        self.event(RUNNING, text, **fields)
+            image = event.preview
+            image.content_type, image.data, image.size_bytes = preview.mime_type, preview.data, len(preview.data)
+        self._send(event)

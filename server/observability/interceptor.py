@@ -33,7 +33,7 @@ class ObservedContext:
     def __init__(self, inner: grpc.aio.ServicerContext, request: RequestContext) -> None:
         self._inner = inner
         self._request = request
-        self._initial_sent = False
+        self.initial_sent = False  # the initial metadata (with x-request-id) has gone out
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -43,12 +43,12 @@ class ObservedContext:
 
     async def send_initial_metadata(self, metadata) -> None:
         """The handler's initial metadata plus x-request-id."""
-        self._initial_sent = True
+        self.initial_sent = True
         await self._inner.send_initial_metadata((*tuple(metadata), self._id_pair()))
 
     async def ensure_initial_metadata(self) -> None:
         """Send x-request-id as initial metadata unless the handler already sent its own."""
-        if not self._initial_sent:
+        if not self.initial_sent:
             await self.send_initial_metadata(())
 
     def _note(self, code: grpc.StatusCode, details: str) -> None:
@@ -120,7 +120,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             call, observed, token = self._begin(method, request, servicer_context)
             try:
                 async for response in behavior(request, observed):
-                    await observed.ensure_initial_metadata()
+                    if not observed.initial_sent:
+                        await observed.send_initial_metadata(())
                     yield response
             except BaseException as exc:
                 _note_exception(call, exc, servicer_context)

@@ -46,7 +46,7 @@ class _Outbox:
 
     def __init__(self) -> None:
         self._events: deque[types_pb2.GenerationEvent | None] = deque()
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the reader's, while the box is empty
 
     def put(self, event: types_pb2.GenerationEvent | None) -> None:
         """Queue `event`, in place of a waiting progress event when both are progress."""
@@ -54,13 +54,15 @@ class _Outbox:
             self._events[-1] = event
         else:
             self._events.append(event)
-        self._ready.set()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> types_pb2.GenerationEvent | None:
         """The oldest waiting event."""
         while not self._events:
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
         return self._events.popleft()
 
 
