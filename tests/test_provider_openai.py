@@ -88,13 +88,14 @@ async def test_without_a_progress_listener_the_answer_is_plain_json(provider, fa
     assert sent.json == {"model": "gpt-image-1.5", "prompt": "a red bicycle", "size": "1024x1024", "quality": "auto"}
 
 
-async def test_the_plain_answer_keeps_the_model_timeout(fake):
+@pytest.mark.parametrize("previews", [False, True], ids=["plain", "streamed"])
+async def test_the_raw_calls_keep_the_model_timeout(fake, previews):
     provider = make_provider(fake, model_timeouts_s={"openai/gpt-image": 0.3})
     fake.slow(5)
     started = time.monotonic()
     try:
         with pytest.raises(ProviderTimeout):
-            await provider.generate(ImageRequest(prompt="x", model="gpt-image", previews=False), [].append)
+            await provider.generate(ImageRequest(prompt="x", model="gpt-image", previews=previews), [].append)
     finally:
         await provider.aclose()
     assert time.monotonic() - started < 3

@@ -143,9 +143,12 @@ class OpenAIProvider(ImageProvider):
         if images:
             options.update(image=images, **await _mask_option(request))
         with _map_api_errors():
-            if request.previews:
-                async with _call(client.images.with_streaming_response, options) as response:
+            if request.previews and images:
+                async with client.images.with_streaming_response.edit(**options) as response:
                     result = await _consume(response.http_response, progress)
+            elif request.previews:
+                async with _streamed(client, options) as response:
+                    result = await _consume(response, progress)
             elif images:
                 raw = await client.images.with_raw_response.edit(**options)
                 result = _read_answer(raw.content)
@@ -186,13 +189,6 @@ def _client(settings: Settings) -> openai.AsyncOpenAI:
 # Request translation.
 
 
-def _call(images_api: Any, options: dict[str, Any]) -> Any:
-    """images.edit when `options` has input images, else images.generate (of `images_api`)."""
-    if "image" in options:
-        return images_api.edit(**options)
-    return images_api.generate(**options)
-
-
 async def _generated(client: openai.AsyncOpenAI, options: dict[str, Any]) -> bytes:
     """The raw answer of images.generate, sent through the SDK's own `post`.
 
@@ -201,12 +197,33 @@ async def _generated(client: openai.AsyncOpenAI, options: dict[str, Any]) -> byt
     of the SDK's CPU for one image. The body is the same JSON, with the same authentication,
     transport, timeout and errors.
     """
+    body, request_options = _post_arguments(options)
+    response = await client.post("/images/generations", cast_to=httpx2.Response, body=body, options=request_options)
+    return response.content
+
+
+@contextlib.asynccontextmanager
+async def _streamed(client: openai.AsyncOpenAI, options: dict[str, Any]) -> AsyncIterator[httpx2.Response]:
+    """images.generate with `stream: true` through the SDK's own `post` (see `_generated`): the
+    response with its event stream unread, closed on exit.
+    """
+    body, request_options = _post_arguments(options)
+    response = await client.post(
+        "/images/generations", cast_to=httpx2.Response, body=body, options=request_options, stream=True
+    )
+    try:
+        yield response
+    finally:
+        await response.aclose()
+
+
+def _post_arguments(options: dict[str, Any]) -> tuple[dict[str, Any], openai.RequestOptions]:
+    """The JSON body and the request options (authentication, timeout) of a raw images call."""
     body = dict(options)
     request_options: openai.RequestOptions = {"security": {"bearer_auth": True}}
     if "timeout" in body:
         request_options["timeout"] = body.pop("timeout")
-    response = await client.post("/images/generations", cast_to=httpx2.Response, body=body, options=request_options)
-    return response.content
+    return body, request_options
 
 
 def _has_inputs(request: ImageRequest) -> bool:
