@@ -46,11 +46,6 @@ class ObservedContext:
         self.initial_sent = True
         await self._inner.send_initial_metadata((*tuple(metadata), self._id_pair()))
 
-    async def ensure_initial_metadata(self) -> None:
-        """Send x-request-id as initial metadata unless the handler already sent its own."""
-        if not self.initial_sent:
-            await self.send_initial_metadata(())
-
     def _note(self, code: grpc.StatusCode, details: str) -> None:
         self._request.code = code
         self._request.message = details or ""
@@ -105,7 +100,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             try:
                 response = await behavior(request, observed)
                 self._describe_response(call, response)
-                await observed.ensure_initial_metadata()
+                if not observed.initial_sent:  # x-request-id, unless the handler sent its own
+                    await observed.send_initial_metadata(())
                 return response
             except BaseException as exc:
                 _note_exception(call, exc, servicer_context)
