@@ -1,5 +1,9 @@
 """Fixed-window request limits per client, O(1) per request.
 
+Each client's window opens with its first request and lasts `window_s`; the next request after
+it ends opens a new one. Clients therefore reset at their own times, not all on one boundary
+(no herd of refused clients retrying at the same instant).
+
 The event loop runs one coroutine at a time and `hit` never awaits, so counting is exact
 under any number of concurrent requests in this process.
 """
@@ -35,7 +39,7 @@ class Decision:
 
 
 class RateLimiter:
-    """Counts requests per key in windows aligned to `window_s`."""
+    """Counts requests per key in windows of `window_s` opened by each key's first request."""
 
     def __init__(
         self, window_s: float = 300.0, clock: Callable[[], float] = time.time, max_keys: int = 100_000
@@ -43,27 +47,26 @@ class RateLimiter:
         self.window_s = window_s
         self.clock = clock
         self.max_keys = max_keys
-        self._windows: dict[str, tuple[int, int]] = {}  # key -> (window number, count)
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
 
     def hit(self, key: str, limit: int) -> Decision:
         """Count one request for `key`; refused (and not counted) once `limit` is reached."""
         now = self.clock()
-        window = int(now // self.window_s)
-        current, count = self._windows.get(key, (window, 0))
-        if current != window:
-            count = 0
+        ends, count = self._windows.get(key, (now, 0))
+        if ends <= now:
+            ends, count = now + self.window_s, 0
         allowed = count < limit
         if allowed:
             count += 1
             if key not in self._windows and len(self._windows) >= self.max_keys:
-                self._evict(window)
-            self._windows[key] = (window, count)
-        reset = max(1, math.ceil((window + 1) * self.window_s - now))
+                self._evict(now)
+            self._windows[key] = (ends, count)
+        reset = max(1, math.ceil(ends - now))
         return Decision(allowed, limit, max(0, limit - count), reset, int(self.window_s))
 
-    def _evict(self, window: int) -> None:
-        """Drop keys of past windows (amortised: runs only when the table is full)."""
-        for key in [k for k, (w, _) in self._windows.items() if w != window]:
+    def _evict(self, now: float) -> None:
+        """Drop keys whose window has ended (amortised: runs only when the table is full)."""
+        for key in [k for k, (ends, _) in self._windows.items() if ends <= now]:
             del self._windows[key]
 
 

@@ -1,13 +1,16 @@
 """Fixed-window request limits shared by every replica, counted in PostgreSQL.
 
-The same semantics as aigen.server.ratelimit.RateLimiter (windows aligned to `window_s`, a
-refused request is not counted), with an async `hit` that runs one statement per request:
+The same semantics as aigen.server.ratelimit.RateLimiter (a key's window opens with its first
+request and lasts `window_s`; a refused request is not counted), with an async `hit` that runs
+one statement per request on the key's row:
 
-    INSERT ... ON CONFLICT (key, window_no) DO UPDATE SET count = count + 1 WHERE count < limit
+    INSERT ... ON CONFLICT (key) DO UPDATE
+        SET count = 1 or count + 1, expires_at = a new or the same end
+        WHERE the window has ended OR count < limit
 
 PostgreSQL locks the conflicting row and evaluates the WHERE against its newest committed
 version, so concurrent hits from any number of replicas are counted exactly; the statement
-touches one primary-key row, so a hit is O(1). Rows of past windows are purged by `purge()`,
+touches one primary-key row, so a hit is O(1). Rows of ended windows are purged by `purge()`,
 which `hit` also schedules in the background about once per window.
 
 `LocalRateLimiter` puts the in-process limiter behind the same async interface, so a caller
@@ -26,25 +29,34 @@ from aigen.server.ratelimit import Decision
 from aigen.server.store.postgres import upgrade_schema
 
 # $1 key, $2 limit, $3 window length (s), $4 the injected clock's time or NULL (database clock).
-# A fresh key is inserted only when the limit admits one request; returns the time used, the
-# window number and the count after this hit (NULL when refused).
+# A fresh key is inserted only when the limit admits one request. Returns the time used, the
+# count after this hit (NULL when refused) and the end of the key's window (NULL when refused:
+# then read from the statement's snapshot, or a full window when there is no row at all).
 _HIT = """
 WITH clock AS (
-    SELECT now, floor(now / $3::float8)::bigint AS window_no
-    FROM (SELECT COALESCE($4::float8, extract(epoch FROM clock_timestamp())::float8) AS now) AS t
+    SELECT COALESCE($4::float8, extract(epoch FROM clock_timestamp())::float8) AS now
 ), counted AS (
-    INSERT INTO rate_limits AS r (key, window_no, count, expires_at)
-    SELECT $1, window_no, 1, (window_no + 1) * $3::float8 FROM clock WHERE $2::int > 0
-    ON CONFLICT (key, window_no) DO UPDATE SET count = r.count + 1 WHERE r.count < $2::int
-    RETURNING r.count
+    INSERT INTO rate_limits AS r (key, count, expires_at)
+    SELECT $1, 1, now + $3::float8 FROM clock WHERE $2::int > 0
+    ON CONFLICT (key) DO UPDATE SET
+        count = CASE WHEN r.expires_at <= (SELECT now FROM clock) THEN 1 ELSE r.count + 1 END,
+        expires_at = CASE WHEN r.expires_at <= (SELECT now FROM clock)
+            THEN excluded.expires_at ELSE r.expires_at END
+    WHERE r.expires_at <= (SELECT now FROM clock) OR r.count < $2::int
+    RETURNING r.count, r.expires_at
 )
-SELECT clock.now, clock.window_no, (SELECT count FROM counted) AS count FROM clock
+SELECT clock.now, counted.count, COALESCE(
+    counted.expires_at,
+    (SELECT expires_at FROM rate_limits WHERE key = $1 AND expires_at > clock.now),
+    clock.now + $3::float8
+) AS expires_at
+FROM clock LEFT JOIN counted ON true
 """
 _PURGE = "DELETE FROM rate_limits WHERE expires_at <= COALESCE($1::float8, extract(epoch FROM clock_timestamp()))"
 
 
 class PostgresRateLimiter:
-    """Counts requests per key in windows aligned to `window_s`, in a table every replica shares.
+    """Counts requests per key in windows opened by its first request, in a table replicas share.
 
     Times are epoch seconds from `clock` when given, otherwise from the database's clock (one
     clock for every replica). Every replica must use the same `window_s`.
@@ -96,15 +108,15 @@ class PostgresRateLimiter:
         """Count one request for `key`; refused (and not counted) once `limit` is reached."""
         clock_now = self._clock() if self._clock is not None else None
         row = await self._pool_().fetchrow(_HIT, key, int(limit), float(self.window_s), clock_now)
-        now, window, count = row["now"], row["window_no"], row["count"]
+        now, count = row["now"], row["count"]
         allowed = count is not None
-        reset = max(1, math.ceil((window + 1) * self.window_s - now))
+        reset = max(1, math.ceil(row["expires_at"] - now))
         self._maybe_purge(now)
         remaining = max(0, limit - count) if allowed else 0
         return Decision(allowed, limit, remaining, reset, int(self.window_s))
 
     async def purge(self, before: float | None = None) -> int:
-        """Delete counters of windows that ended by `before` (default: now); returns how many."""
+        """Delete counters whose window ended by `before` (default: now); returns how many."""
         if before is None and self._clock is not None:
             before = self._clock()
         status = await self._pool_().execute(_PURGE, before)

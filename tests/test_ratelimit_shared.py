@@ -1,4 +1,4 @@
-"""PostgresRateLimiter: fixed-window counters shared by replicas, on a real PostgreSQL server."""
+"""PostgresRateLimiter: per-key window counters shared by replicas, on a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Clock:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(1_699_999_990.0)  # 10 s into a 60 s window (1_699_999_980 = 60 * 28_333_333)
+    return Clock(1_699_999_990.0)
 
 
 @pytest.fixture
@@ -47,8 +47,8 @@ async def test_concurrent_hits_from_two_replicas_admit_exactly_the_limit(replica
     assert sorted(d.remaining for d in allowed) == [0, 1, 2, 3, 4]
     refused = [d for d in decisions if not d.allowed]
     assert len(refused) == 35
-    assert all(d.remaining == 0 and d.reset_s == 50 for d in refused)
-    assert dict(refused[0].headers())["retry-after"] == "50"
+    assert all(d.remaining == 0 and d.reset_s == 60 for d in refused)
+    assert dict(refused[0].headers())["retry-after"] == "60"
     # refused hits were not counted, and other keys are untouched
     conn = await asyncpg.connect(a._dsn)
     try:
@@ -62,20 +62,32 @@ async def test_counts_down_across_replicas_and_the_window_resets(replicas, clock
     a, b = replicas
     seen = [await (a, b)[n % 2].hit("key_1", 3) for n in range(5)]
     assert [(d.allowed, d.remaining) for d in seen] == [(True, 2), (True, 1), (True, 0), (False, 0), (False, 0)]
-    assert all(d.limit == 3 and d.window_s == 60 and d.reset_s == 50 for d in seen)
+    assert all(d.limit == 3 and d.window_s == 60 and d.reset_s == 60 for d in seen)
     assert dict(seen[0].headers()) == {
         "ratelimit-limit": "3",
         "ratelimit-remaining": "2",
-        "ratelimit-reset": "50",
+        "ratelimit-reset": "60",
         "ratelimit-policy": "3;w=60",
     }
 
-    clock.now += 49.5
+    clock.now += 59.5
     assert (await b.hit("key_1", 3)).reset_s == 1  # never 0, still refused
     clock.now += 0.5  # the next window starts
     fresh = await b.hit("key_1", 3)
     assert (fresh.allowed, fresh.remaining, fresh.reset_s) == (True, 2, 60)
     assert (await a.hit("key_1", 3)).remaining == 1
+
+
+async def test_each_key_opens_its_own_window(replicas, clock: Clock) -> None:
+    a, b = replicas
+    assert (await a.hit("early", 1)).allowed
+    clock.now += 30
+    assert (await b.hit("late", 1)).allowed
+    assert (await a.hit("late", 1)).reset_s == 60
+    clock.now += 30  # the early key's window ends, the late key's is half over
+    assert (await b.hit("early", 1)).allowed
+    late = await a.hit("late", 1)
+    assert (late.allowed, late.reset_s) == (False, 30)
 
 
 async def test_same_decisions_as_the_in_process_limiter(replicas, clock: Clock) -> None:
@@ -110,9 +122,7 @@ async def test_database_clock_and_background_purge(dsn: str) -> None:
     try:
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(
-                "INSERT INTO rate_limits (key, window_no, count, expires_at) VALUES ('stale', 1, 3, 2.0)"
-            )
+            await conn.execute("INSERT INTO rate_limits (key, count, expires_at) VALUES ('stale', 3, 2.0)")
             first = await limiter.hit("k", 2)
             assert (first.allowed, first.remaining, first.reset_s) == (True, 1, 1)
             await limiter.close()  # waits for the purge the first hit started

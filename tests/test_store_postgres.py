@@ -382,7 +382,7 @@ async def test_everything_survives_a_restart(dsn: str, blob_root: Path, clock: C
 
     conn = await asyncpg.connect(dsn)
     try:
-        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0004"
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0005"
     finally:
         await conn.close()
 
