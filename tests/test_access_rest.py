@@ -103,6 +103,7 @@ async def test_app_api_example_with_an_app_token(stack):
             assert field in data
         assert data["provider"] == "openai" and data["content_type"] == "image/png"
         assert "contentType" not in data
+        assert not data.get("data")  # the answer points at the image; the bytes are not inlined
         # The URL is public: no token needed.
         path = data["url"].split("/images/", 1)[1]
         image = await client.get(f"/images/{path}")

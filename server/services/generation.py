@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from aigen.server import access, errors
+from aigen.server import access, errors, routes
 from aigen.server.convert import turn_proto
 from aigen.server.generation import Generations
 from aigen.server.image_sends import ImageSends, SendSlot
@@ -83,7 +83,9 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
         return await self._unary("iterate", request, context)
 
     async def GenerateImage(self, request, context):
-        """Generate without a session."""
+        """Generate without a session; through the APP-API route, the answer has the URL, not the bytes."""
+        if routes.through_app_api(context):
+            request.omit_image_data = True
         return await self._unary("image", request, context)
 
     def StreamGenerate(self, request, context):

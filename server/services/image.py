@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from google.api import httpbody_pb2
 
-from aigen.server import errors, headers
+from aigen.server import errors, headers, routes
 from aigen.server.store.base import Store
 from aigen.server.store.blobs import IMAGE_CACHE_CONTROL
 from aigen.v1 import image_service_pb2_grpc as pb2_grpc
@@ -13,8 +13,6 @@ from aigen.v1 import image_service_pb2_grpc as pb2_grpc
 # Set on an empty answer when the caller should fetch the bytes from this URL instead; Envoy
 # turns it into a 302 with that Location for REST callers.
 REDIRECT_HEADER = "x-aigen-redirect"
-# Envoy's transcoder keeps the REST path here: the request came through REST.
-TRANSCODED_HEADER = "x-envoy-original-path"
 
 
 class ImageServicer(pb2_grpc.ImageServiceServicer):
@@ -33,7 +31,7 @@ class ImageServicer(pb2_grpc.ImageServiceServicer):
         if not request.image_id:
             raise errors.InvalidArgument("imageId", "is required")
         image = await self.store.get_image(request.image_id)
-        if self.presign_expiry_s and _through_rest(context):
+        if self.presign_expiry_s and routes.original_path(context) is not None:
             url = await self.store.blob_url(image.sha256, self.presign_expiry_s, image.content_type)
             if url:
                 headers.add((REDIRECT_HEADER, url), ("cache-control", "no-store"))
@@ -41,8 +39,3 @@ class ImageServicer(pb2_grpc.ImageServiceServicer):
         data = await self.store.read_blob(image.sha256)
         headers.add(("etag", f'"{image.sha256}"'), ("cache-control", IMAGE_CACHE_CONTROL))
         return httpbody_pb2.HttpBody(content_type=image.content_type, data=data)
-
-
-def _through_rest(context: grpc.aio.ServicerContext) -> bool:
-    """True when Envoy transcoded the call from a REST request."""
-    return any(key == TRANSCODED_HEADER for key, _ in context.invocation_metadata() or ())

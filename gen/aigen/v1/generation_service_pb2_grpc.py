@@ -130,7 +130,8 @@ class GenerationServiceServicer:
 
     def GenerateImage(self, request, context):
         """Generates an image without a session. `POST /generate`, and the APP-API
-        route `POST /api/{project}/services/image`.
+        route `POST /api/{project}/services/image` (whose answer has the image's
+        `url` and not its bytes, as if `omit_image_data` were set).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
