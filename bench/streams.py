@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class StreamStats:
     error: str = ""
     gaps_over_1s: int = 0
     late_at_s: list[float] = field(default_factory=list)  # when each gap over 1 s ended
+    late_between: list[str] = field(default_factory=list)  # the phases on either side of each
     ended_s: float = 0.0
 
 
@@ -60,6 +62,7 @@ async def one_stream(stub, started: float, timeout_s: float, omit_image_data: bo
     )
     last = time.monotonic()
     last_stamp = 0.0
+    last_phase = 0
     try:
         async for event in stub.StreamGenerateImage(request, timeout=timeout_s):
             now = time.monotonic()
@@ -75,7 +78,8 @@ async def one_stream(stub, started: float, timeout_s: float, omit_image_data: bo
                 if gap > 1.0:
                     stats.gaps_over_1s += 1
                     stats.late_at_s.append(round(now - started, 2))
-            last = now
+                    stats.late_between.append(f"{_short(last_phase)}>{_short(event.phase)}")
+            last, last_phase = now, event.phase
             stats.events += 1
             if event.phase in (Phase.PHASE_COMPLETED, Phase.PHASE_FAILED):
                 stats.terminal = Phase.Name(event.phase)
@@ -85,6 +89,11 @@ async def one_stream(stub, started: float, timeout_s: float, omit_image_data: bo
         stats.error = f"{error.code().name}: {(error.details() or '')[:200]}"
     stats.ended_s = time.monotonic() - started
     return stats
+
+
+def _short(phase: int) -> str:
+    """PHASE_RUNNING -> running."""
+    return Phase.Name(phase).removeprefix("PHASE_").lower()
 
 
 async def sample_rss(
@@ -230,6 +239,7 @@ async def run_streams(
         "max_gap_stamped_s": round(max((r.max_server_gap_s for r in results), default=0), 2),
         "streams_with_gap_over_1s": sum(r.gaps_over_1s > 0 for r in results),
         "gaps_over_1s_by_s": _late_by_5s(results),
+        "gaps_over_1s_by_phases": dict(Counter(p for r in results for p in r.late_between).most_common()),
         "slowest_first_event_s": round(max((r.first_event_s for r in results), default=0), 2),
         "events_total": sum(r.events for r in results),
         "server_idle_rss_mb": round(idle_rss, 1),
