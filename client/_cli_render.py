@@ -107,7 +107,7 @@ class LiveBar:
     def show(self, event: ProgressEvent) -> None:
         """Update the bar; fallbacks are printed above it."""
         if event.phase == "fallback":
-            self.progress.console.print(f"[yellow]↪ {escape(event.message)}[/]")
+            self.progress.console.print(f"[yellow]↪ {escape(event.message)}[/]", highlight=False)
         self.progress.update(
             self.task,
             completed=event.percent,

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import pty
 import signal
 import sys
 import zipfile
@@ -199,6 +200,53 @@ async def test_progress_lines_appear_before_completion(tmp_path):
         assert process.returncode == 0
         assert slow.completed and png_size(out) == (1024, 1024)
         assert f"saved {out}" in stdout.decode()
+
+
+async def test_a_terminal_gets_a_live_bar_with_the_fallback_above_it(tmp_path):
+    """stderr on a pseudo-terminal: the rich bar (cursor hidden, redrawn in place), then removed."""
+    alpha = ScriptedProvider("alpha", script=[Fail(errors.ProviderUnavailable("down"))])
+    beta = SlowProvider("beta", 2.0, model_profiles=(profile("beta", "beta-1", typical_latency_s=2.0),))
+    async with running_server(tmp_path, [alpha, beta]) as h:
+        out = tmp_path / "tty.png"
+        leader, follower = pty.openpty()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "aigen.client.cli", "--address", target_of(h)),
+                *("generate", "x", "-o", str(out), "--fallback", "beta/beta-1"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=follower,
+                env={**cli_env(), "TERM": "xterm"},
+            )
+            os.close(follower)
+            follower = -1
+            screen = await asyncio.to_thread(_read_until_closed, leader)
+            stdout = await asyncio.wait_for(process.stdout.read(), 30)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+        finally:
+            os.close(leader)
+            if follower >= 0:
+                os.close(follower)
+        assert beta.completed and png_size(out) == (1024, 1024)
+        assert f"saved {out}" in stdout.decode()
+        assert "\x1b[?25l" in screen and "\x1b[?25h" in screen  # a live display hid, then restored the cursor
+        assert "↪ falling back to beta/beta-1" in screen
+        redraws = [frame for frame in screen.split("\r") if "running" in frame and "beta/beta-1" in frame]
+        assert len(redraws) >= 2, screen  # the bar was redrawn while the provider worked
+        assert "━" in redraws[-1] and "est." in redraws[-1]
+
+
+def _read_until_closed(fd: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer closes it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: no writer left
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
 
 
 async def test_json_events_and_fallback(tmp_path):
