@@ -16,7 +16,6 @@ Errors are translated here, at the edge, so nothing upstream sees a botocore exc
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 from collections.abc import Iterable
@@ -36,7 +35,7 @@ from botocore.exceptions import (
 )
 from botocore.loaders import Loader, create_loader
 
-from aigen.server.errors import AigenError, NotFound
+from aigen.server.errors import AigenError, InvalidArgument, NotFound
 from aigen.server.store.blobs import (
     IMAGE_CACHE_CONTROL,
     BlobStore,
@@ -196,9 +195,10 @@ class S3Blobs(BlobStore):
         """Upload `data` (which must hash to `sha256`); S3 makes a single PUT atomic.
 
         The request carries the SHA-256 as its checksum (free: it is the key), so the server
-        rejects a body damaged on the way.
+        checks the body against it: a body damaged on the way, or one that is not the content
+        of `sha256`, is refused (InvalidArgument) without hashing it here a second time.
         """
-        await asyncio.to_thread(require_sha256, sha256, data)
+        require_sha256(sha256)
         try:
             await self._s3().put_object(
                 Bucket=self.bucket,
@@ -279,6 +279,8 @@ class S3Blobs(BlobStore):
             missing = code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket")
             if sha256 and action in ("get", "exists") and missing:
                 return blob_not_found(sha256)
+            if code == "BadDigest":
+                return InvalidArgument("sha256", "is not the SHA-256 of the data")
             if code in _CONFIG_CODES or status in (401, 403) or (status == 404 and action in ("open", "delete")):
                 return BlobStoreMisconfigured(f"blob store {self.where} refused {action}: {detail}")
             if code in _TRANSIENT_CODES or status >= 500 or status == 429:
