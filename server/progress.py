@@ -44,18 +44,21 @@ class _Ticker:
         self._loop = loop
         self._reporters: dict[ProgressReporter, None] = {}  # insertion-ordered set
         self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the pending scan is due (loop time)
 
     def add(self, reporter: ProgressReporter) -> None:
         """Keep `reporter` alive with ticks until `discard`."""
         self._reporters[reporter] = None
         if self._timer is None:
-            self._timer = self._loop.call_later(SCAN_S, self._scan)
+            self._due = self._loop.time() + SCAN_S
+            self._timer = self._loop.call_at(self._due, self._scan)
 
     def discard(self, reporter: ProgressReporter) -> None:
         """Stop ticking `reporter`."""
         self._reporters.pop(reporter, None)
 
-    def _scan(self) -> None:
+    def tick_quiet(self) -> None:
+        """Tick every reporter quiet for TICK_S (what each scan does)."""
         quiet_since = time.monotonic() - TICK_S
         for reporter in list(self._reporters):
             if reporter.last_event_at <= quiet_since:
@@ -64,7 +67,22 @@ class _Ticker:
                 except Exception:  # one broken stream must not stop the others' ticks
                     log.exception("progress tick failed")
                     self.discard(reporter)
-        self._timer = self._loop.call_later(SCAN_S, self._scan) if self._reporters else None
+
+    def _scan(self) -> None:
+        self.tick_quiet()
+        if not self._reporters:
+            self._timer = None
+            return
+        self._due = next_scan(self._due, self._loop.time())
+        self._timer = self._loop.call_at(self._due, self._scan)
+
+
+def next_scan(due: float, now: float) -> float:
+    """The first slot of the SCAN_S grid through `due` that is after `now`: a late scan does not
+    push the later ones back (on a busy loop that drift would add up), and missed slots are
+    skipped rather than run back to back.
+    """
+    return due + SCAN_S * max(1, math.floor((now - due) / SCAN_S) + 1)
 
 
 _tickers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
