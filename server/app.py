@@ -138,7 +138,7 @@ async def start_server(
     base_url = public_base_url(settings)
     layered = LayeredSessions(store)
     generations = Generations(settings, resolver, store, engine, layered, base_url, telemetry)
-    image_sends = ImageSends(settings.stream_image_sends, store)
+    image_sends = ImageSends(settings.stream_image_sends, store, settings.stream_image_hold_s)
     limiter = build_rate_limiter(settings)
     await limiter.open()
     access_control = AccessControl(store, settings, limiter)

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # Completed stream events carrying image bytes that may be on their way at once; the others
     # wait for a turn with their image in the store rather than in memory (server/image_sends.py).
     stream_image_sends: int = Field(32, ge=1)
+    # How long one such event may hold its turn while its caller reads it (then the next goes).
+    stream_image_hold_s: float = Field(2.0, gt=0)
 
     # Engine: retries and cooldown of failing provider/model pairs.
     retry_attempts: int = 2

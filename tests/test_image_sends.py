@@ -105,9 +105,9 @@ async def test_a_cancelled_wait_or_a_failed_read_gives_every_turn_back():
 @pytest.mark.both_stores
 async def test_streams_that_wait_for_their_turn_get_their_own_image_read_back(tmp_path):
     provider = ScriptedProvider("alpha", [profile("alpha", "alpha-1")], [Succeed(delay=0.2)])
-    async with running_server(tmp_path, [provider], stream_image_sends=1) as h:
+    async with running_server(tmp_path, [provider], stream_image_sends=1, stream_image_hold_s=60) as h:
         turn = h.server.image_sends.slot()
-        await turn.take(result())  # the only turn is taken: every stream below waits for it
+        await turn.take(result())  # the only turn is taken (for a minute at most): every stream below waits
 
         async def stream(width: int) -> types_pb2.GenerationEvent:
             request = gen_pb2.GenerateImageRequest(prompt="a lighthouse", size=f"{width}x64")
