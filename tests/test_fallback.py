@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 from providers import Fail, ScriptedProvider, Succeed, png_bytes, profile
@@ -287,12 +285,8 @@ async def test_cooldown_after_repeated_failures_skips_the_pair(tmp_path):
 async def test_a_provider_that_refuses_connections_is_not_retried(tmp_path):
     dead = ScriptedProvider("alpha", script=[ProviderUnreachable("alpha: cannot connect")])
     alive = ScriptedProvider("beta")
-    async with running_server(
-        tmp_path, [dead, alive], retry_attempts=2, retry_base_delay_s=1.0, fallback_chain=[("beta", "beta-1")]
-    ) as h:
-        started = time.monotonic()
+    async with running_server(tmp_path, [dead, alive], retry_attempts=2, fallback_chain=[("beta", "beta-1")]) as h:
         result = await h.generation.GenerateImage(gen_pb2.GenerateImageRequest(prompt="x", omit_image_data=True))
-        assert time.monotonic() - started < 0.9  # no backoff sleep before the fallback
         assert result.provider == "beta"
-        assert len(dead.calls) == 1
+        assert len(dead.calls) == 1  # with two attempts allowed, a retry would have called alpha again
         assert result.attempts[0].outcome == types_pb2.AttemptOutcome.ATTEMPT_OUTCOME_FAILED_RETRYABLE

@@ -99,13 +99,16 @@ async def test_replicas_racing_for_a_session_have_exactly_one_winner(dsn: str, b
         await asyncio.gather(*(r.close() for r in replicas))
 
 
-async def test_an_expired_lease_passes_to_another_replica(dsn: str, blob_root: Path) -> None:
-    first, second = await _replicas(dsn, blob_root)
+async def test_an_expired_lease_passes_to_another_replica(dsn: str, blob_root: Path, clock: Clock) -> None:
+    first, second = (PostgresStore(dsn, LocalBlobs(blob_root), clock=clock) for _ in range(2))
+    await asyncio.gather(first.open(), second.open())
     try:
         await first.create_session(session())
-        assert await first.try_begin_generation("sess_a", 0.5)
+        assert await first.try_begin_generation("sess_a", 5)
         assert not await second.try_begin_generation("sess_a", 60)
-        await asyncio.sleep(0.6)
+        clock.now += 4.9
+        assert not await second.try_begin_generation("sess_a", 60)
+        clock.now += 0.2  # past the lease's end
         assert await second.try_begin_generation("sess_a", 60)
         assert not await first.try_begin_generation("sess_a", 60)
     finally:
