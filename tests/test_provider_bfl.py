@@ -300,7 +300,7 @@ async def test_malformed_answers(provider, fake):
 
 
 async def test_slow_answers_time_out(fake):
-    provider = make_provider(fake, timeout_s=0.1)
+    provider = make_provider(fake, timeout_s=0.3)  # the quick calls have room to spare
     fake.slow(1.0)
     with pytest.raises(ProviderTimeout, match="submitting"):
         await generate(provider)
