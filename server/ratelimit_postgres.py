@@ -36,7 +36,7 @@ _HIT = """
 WITH clock AS (
     SELECT COALESCE($4::float8, extract(epoch FROM clock_timestamp())::float8) AS now
 ), counted AS (
-    INSERT INTO rate_limits AS r (key, count, expires_at)
+    INSERT INTO rate_limit_windows AS r (key, count, expires_at)
     SELECT $1, 1, now + $3::float8 FROM clock WHERE $2::int > 0
     ON CONFLICT (key) DO UPDATE SET
         count = CASE WHEN r.expires_at <= (SELECT now FROM clock) THEN 1 ELSE r.count + 1 END,
@@ -47,12 +47,14 @@ WITH clock AS (
 )
 SELECT clock.now, counted.count, COALESCE(
     counted.expires_at,
-    (SELECT expires_at FROM rate_limits WHERE key = $1 AND expires_at > clock.now),
+    (SELECT expires_at FROM rate_limit_windows WHERE key = $1 AND expires_at > clock.now),
     clock.now + $3::float8
 ) AS expires_at
 FROM clock LEFT JOIN counted ON true
 """
-_PURGE = "DELETE FROM rate_limits WHERE expires_at <= COALESCE($1::float8, extract(epoch FROM clock_timestamp()))"
+_PURGE = (
+    "DELETE FROM rate_limit_windows WHERE expires_at <= COALESCE($1::float8, extract(epoch FROM clock_timestamp()))"
+)
 
 
 class PostgresRateLimiter:

@@ -52,7 +52,7 @@ async def test_concurrent_hits_from_two_replicas_admit_exactly_the_limit(replica
     # refused hits were not counted, and other keys are untouched
     conn = await asyncpg.connect(a._dsn)
     try:
-        assert await conn.fetchval("SELECT count FROM rate_limits WHERE key = 'key_1'") == 5
+        assert await conn.fetchval("SELECT count FROM rate_limit_windows WHERE key = 'key_1'") == 5
     finally:
         await conn.close()
     assert (await b.hit("key_2", 5)).remaining == 4
@@ -110,7 +110,7 @@ async def test_purge_drops_only_past_windows(replicas, clock: Clock) -> None:
     assert await a.purge() == 1
     conn = await asyncpg.connect(a._dsn)
     try:
-        assert [row["key"] for row in await conn.fetch("SELECT key FROM rate_limits")] == ["new"]
+        assert [row["key"] for row in await conn.fetch("SELECT key FROM rate_limit_windows")] == ["new"]
     finally:
         await conn.close()
     assert (await a.hit("new", 5)).remaining == 3
@@ -122,14 +122,28 @@ async def test_database_clock_and_background_purge(dsn: str) -> None:
     try:
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute("INSERT INTO rate_limits (key, count, expires_at) VALUES ('stale', 3, 2.0)")
+            await conn.execute("INSERT INTO rate_limit_windows (key, count, expires_at) VALUES ('stale', 3, 2.0)")
             first = await limiter.hit("k", 2)
             assert (first.allowed, first.remaining, first.reset_s) == (True, 1, 1)
             await limiter.close()  # waits for the purge the first hit started
-            assert await conn.fetchval("SELECT count(*) FROM rate_limits WHERE key = 'stale'") == 0
+            assert await conn.fetchval("SELECT count(*) FROM rate_limit_windows WHERE key = 'stale'") == 0
         finally:
             await conn.close()
     finally:
         await limiter.close()
     with pytest.raises(RuntimeError, match="not open"):
         await limiter.hit("k", 2)
+
+
+async def test_the_previous_releases_table_stays_for_a_rolling_upgrade(replicas) -> None:
+    """Replicas of the previous release count in `rate_limits` (one row per key and aligned
+    window) until they are replaced: the upgrade leaves that table as they use it."""
+    conn = await asyncpg.connect(replicas[0]._dsn)
+    try:
+        counted = await conn.fetchval(
+            "INSERT INTO rate_limits AS r (key, window_no, count, expires_at) VALUES ('k', 7, 1, 480.0) "
+            "ON CONFLICT (key, window_no) DO UPDATE SET count = r.count + 1 RETURNING r.count"
+        )
+        assert counted == 1
+    finally:
+        await conn.close()
