@@ -143,6 +143,7 @@ _BY_REASON: dict[str, type[AigenError]] = {
     "SESSION_NOT_FOUND": NotFoundError,
     "IMAGE_NOT_FOUND": NotFoundError,
     "LAYER_NOT_FOUND": NotFoundError,
+    "PROJECT_NOT_FOUND": NotFoundError,
     "NO_CURRENT_IMAGE": FailedPreconditionError,
     "NOT_LAYERED": FailedPreconditionError,
     "DEADLINE_EXCEEDED": DeadlineExceededError,

@@ -157,7 +157,7 @@ class AccessControl:
         try:
             project = await self.store.get_project(project_id)
         except errors.NotFound:
-            raise errors.NotFound(f"project {project_id} not found") from None
+            raise errors.project_not_found(project_id) from None
         if not project.allow_public_clients:
             raise errors.PermissionDenied(f"project {project_id} does not allow public clients")
         token = new_secret("apt")

@@ -61,6 +61,11 @@ class NotFound(AigenError):
     reason = Reason.ERROR_REASON_SESSION_NOT_FOUND
 
 
+def project_not_found(project_id: str) -> NotFound:
+    """NotFound for a project that does not exist, or that the caller may not see."""
+    return NotFound(f"project {project_id} not found", reason=Reason.ERROR_REASON_PROJECT_NOT_FOUND)
+
+
 class FailedPrecondition(AigenError):
     """The resource is not in a state that allows the operation."""
 

@@ -91,7 +91,7 @@ class Generations:
         project = principal.project
         session = await self.store.get_session(request.session_id, principal.scope) if kind != "image" else None
         if kind == "image" and request.project and principal.scope not in (None, request.project):
-            raise errors.NotFound(f"project {request.project} not found")
+            raise errors.project_not_found(request.project)
         config = session.config if session else None
         requested = self.resolver.resolve(
             request.provider,

@@ -149,7 +149,8 @@ async def test_app_tokens_for_public_projects_only(tmp_path):
         denied = await expect_error(access.CreateAppToken(access_service_pb2.CreateAppTokenRequest(app="priv")))
         assert denied.code == grpc.StatusCode.PERMISSION_DENIED
         missing = await expect_error(access.CreateAppToken(access_service_pb2.CreateAppTokenRequest(app="nope")))
-        assert missing.code == grpc.StatusCode.NOT_FOUND
+        assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "PROJECT_NOT_FOUND")
+        assert missing.message == "project nope not found"
 
 
 async def test_expired_app_token_is_refused(tmp_path):
@@ -195,8 +196,13 @@ async def test_projects_never_see_each_other(tmp_path):
             ),
             h.generation.ListModels(generation_service_pb2.ListModelsRequest(project="a"), metadata=b),
         ]
+        reasons = []
         for call in attempts:
-            assert (await expect_error(call)).code == grpc.StatusCode.NOT_FOUND
+            error = await expect_error(call)
+            assert error.code == grpc.StatusCode.NOT_FOUND
+            reasons.append(error.reason)
+        # what is missing is named: the other project's session, or the other project itself
+        assert reasons == ["SESSION_NOT_FOUND"] * 8 + ["PROJECT_NOT_FOUND"] * 4
         listed = await h.sessions.ListSessions(session_service_pb2.ListSessionsRequest(), metadata=b)
         assert list(listed.sessions) == []
         create_elsewhere = await expect_error(

@@ -418,3 +418,15 @@ def test_public_names_are_exported():
     assert set(aigen_client.__all__) <= set(dir(aigen_client))
     assert issubclass(aigen_client.ProviderNotConfiguredError, aigen_client.ProviderError)
     assert issubclass(aigen_client.PayloadTooLargeError, aigen_client.InvalidArgumentError)
+
+
+@pytest.mark.no_server
+def test_every_error_reason_maps_to_an_exception_class():
+    """A reason the server can send always reaches the caller as its typed exception."""
+    from aigen.client import _errors
+    from aigen.v1 import types_pb2
+
+    names = types_pb2.ErrorReason.DESCRIPTOR.values_by_name
+    reasons = {name.removeprefix("ERROR_REASON_") for name in names} - {"UNSPECIFIED"}
+    assert reasons - set(_errors._BY_REASON) == set()
+    assert _errors._BY_REASON["PROJECT_NOT_FOUND"] is NotFoundError

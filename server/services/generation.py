@@ -158,5 +158,5 @@ class GenerationServicer(pb2_grpc.GenerationServiceServicer):
         """Models with capabilities, latency and price."""
         principal = access.current()
         if request.project and principal.scope not in (None, request.project):
-            raise errors.NotFound(f"project {request.project} not found")
+            raise errors.project_not_found(request.project)
         return self.resolver.list_models(request.provider, principal.project.allowed_providers)

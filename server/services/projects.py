@@ -94,7 +94,7 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         project = principal.project.project_id
         if request.project and request.project != project:
             if principal.scope is not None:
-                raise errors.NotFound(f"project {request.project} not found")
+                raise errors.project_not_found(request.project)
             project = request.project
         rows = await self.control.store.list_usage(project, request.start_day, request.end_day)
         return access_pb2.GetUsageResponse(

@@ -117,7 +117,7 @@ def _project_filter(requested: str) -> str | None:
     """Authenticated callers list only their project's sessions."""
     scope = access.current().scope
     if scope is not None and requested and requested != scope:
-        raise errors.NotFound(f"project {requested} not found")
+        raise errors.project_not_found(requested)
     return scope or requested or None
 
 

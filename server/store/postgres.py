@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from aigen.server.errors import NotFound, Reason
+from aigen.server.errors import NotFound, Reason, project_not_found
 from aigen.server.store.base import Store, interrupted_turn, pending_record
 from aigen.server.store.blobs import BLOB_PIN_S, BlobStore, blob_not_found, is_sha256
 from aigen.server.store.columns import (
@@ -53,7 +53,6 @@ from aigen.server.store.records import (
     TurnRecord,
     UsageRecord,
 )
-from aigen.server.store.sqlite_access import project_not_found
 
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
 # Advisory lock keys: the single-key space serialises migrations, the two-key space (this

@@ -8,7 +8,7 @@ import sqlite3
 
 import aiosqlite
 
-from aigen.server.errors import NotFound
+from aigen.server.errors import NotFound, project_not_found
 from aigen.server.store.columns import CREDENTIAL_COLS, PROJECT_COLS, USAGE_COLS
 from aigen.server.store.records import CredentialRecord, ProjectRecord, UsageRecord
 
@@ -28,11 +28,6 @@ MIGRATION = (
         billing_mode TEXT NOT NULL, images INTEGER NOT NULL, credits INTEGER NOT NULL,
         PRIMARY KEY (project_id, day, provider, model, billing_mode))""",
 )
-
-
-def project_not_found(project_id: str) -> NotFound:
-    """The error for an unknown project."""
-    return NotFound(f"project {project_id} not found")
 
 
 _UPSERT_USAGE = (

@@ -51,6 +51,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_LAYER_NOT_FOUND: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_LAYERED: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
+    ERROR_REASON_PROJECT_NOT_FOUND: _ClassVar[ErrorReason]
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED_RETRYABLE: AttemptOutcome
@@ -85,6 +86,7 @@ ERROR_REASON_PAYLOAD_TOO_LARGE: ErrorReason
 ERROR_REASON_LAYER_NOT_FOUND: ErrorReason
 ERROR_REASON_NOT_LAYERED: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
+ERROR_REASON_PROJECT_NOT_FOUND: ErrorReason
 
 class ModelRef(_message.Message):
     __slots__ = ("provider", "model")
