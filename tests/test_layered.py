@@ -265,6 +265,18 @@ async def test_layer_count_is_honoured(tmp_path) -> None:
         assert list((await list_layers(h, sid)).layers) == before
 
 
+async def test_separating_again_replaces_the_stack_unlocked(tmp_path) -> None:
+    async with running_server(tmp_path, [LocalProvider()], **DEFAULTS) as h:
+        sid = await layered_session(h, image_size="512")
+        await h.generation.Generate(gen_pb2.GenerateRequest(session_id=sid, prompt="red cat"))
+        first = await separate(h, sid, 3)
+        await lock(h, sid, first[1].layer_id)
+        second = await separate(h, sid, 4)
+        assert len(second) == 4 and not any(layer.locked for layer in second)
+        assert {layer.layer_id for layer in second}.isdisjoint(layer.layer_id for layer in first)
+        assert list((await list_layers(h, sid)).layers) == second
+
+
 # Locks ------------------------------------------------------------------------------------
 async def test_locked_layer_survives_a_repaint_and_unlocking_frees_it(tmp_path) -> None:
     repaint = repainter()

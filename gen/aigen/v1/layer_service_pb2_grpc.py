@@ -71,6 +71,8 @@ class LayerServiceServicer:
 
     def SeparateLayers(self, request, context):
         """Splits the current image into layers. `POST /session/{id}/separate`.
+        Separating again replaces the whole stack: the new layers start unlocked
+        (lock them again to keep them through the next iterations).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
