@@ -209,6 +209,7 @@ async def test_a_terminal_gets_a_live_bar_with_the_fallback_above_it(tmp_path):
     async with running_server(tmp_path, [alpha, beta]) as h:
         out = tmp_path / "tty.png"
         leader, follower = pty.openpty()
+        process = None
         try:
             process = await asyncio.create_subprocess_exec(
                 *(sys.executable, "-m", "aigen.client.cli", "--address", target_of(h)),
@@ -219,10 +220,13 @@ async def test_a_terminal_gets_a_live_bar_with_the_fallback_above_it(tmp_path):
             )
             os.close(follower)
             follower = -1
-            screen = await asyncio.to_thread(_read_until_closed, leader)
+            screen = await asyncio.wait_for(asyncio.to_thread(_read_until_closed, leader), 60)
             stdout = await asyncio.wait_for(process.stdout.read(), 30)
             assert await asyncio.wait_for(process.wait(), 30) == 0
         finally:
+            if process is not None and process.returncode is None:
+                process.kill()  # its end of the terminal closes, so a pending read returns
+                await process.wait()
             os.close(leader)
             if follower >= 0:
                 os.close(follower)
