@@ -154,10 +154,7 @@ class AccessControl:
         """A new app token for a project that allows public clients."""
         if not project_id:
             raise errors.InvalidArgument("app", "is required")
-        try:
-            project = await self.store.get_project(project_id)
-        except errors.NotFound:
-            raise errors.project_not_found(project_id) from None
+        project = await self.store.get_project(project_id)  # project_not_found when absent
         if not project.allow_public_clients:
             raise errors.PermissionDenied(f"project {project_id} does not allow public clients")
         token = new_secret("apt")

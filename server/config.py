@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from aigen.server.image_sends import HOLD_S
+
 MiB = 1024 * 1024
 
 
@@ -91,7 +93,7 @@ class Settings(BaseSettings):
     # wait for a turn with their image in the store rather than in memory (server/image_sends.py).
     stream_image_sends: int = Field(32, ge=1)
     # How long one such event may hold its turn while its caller reads it (then the next goes).
-    stream_image_hold_s: float = Field(2.0, gt=0)
+    stream_image_hold_s: float = Field(HOLD_S, gt=0)
 
     # Engine: retries and cooldown of failing provider/model pairs.
     retry_attempts: int = 2
